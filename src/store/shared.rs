@@ -1,0 +1,1073 @@
+// The `Store` implementation both backends share. Included (with `include!`) by `sqlite.rs` and
+// `postgres.rs`; each of them defines, before including this file:
+//
+//   type Db                      the sqlx database
+//   struct StoreImpl             with `reader()` (a pool for reads) and `write_tx()` (a write
+//                                transaction: BEGIN IMMEDIATE on SQLite, BEGIN on PostgreSQL)
+//   const BACKEND: Backend
+//   const MIGRATIONS             the embedded migrations of that dialect
+//   const LOCK_BOT_SQL           the bot row for the lease transaction (FOR UPDATE on PostgreSQL)
+//   const EXPIRED_LEASES_SQL     bots whose lease expired (FOR UPDATE SKIP LOCKED on PostgreSQL)
+//   async fn lock_migrations()   serialises migrations across processes
+//
+// Everything else is the same SQL on both.
+
+type Tx = sqlx::Transaction<'static, Db>;
+
+const EXEC_SELECT: &str = "SELECT e.id, e.bot_id, b.name AS bot, e.status, e.started_at, \
+     e.completed_at, e.execution_time_ms, e.checks_performed, e.issues_found, e.actions_taken, \
+     e.error_message, e.metadata, e.created_at, e.slot_at, e.forced, e.triggered_by, \
+     e.idempotency_key, e.deadline_at FROM bot_executions e JOIN bots b ON b.id = e.bot_id";
+
+const FINDING_SELECT: &str = "SELECT f.id, f.bot_id, b.name AS bot, f.execution_id, f.severity, \
+     f.category, f.title, f.description, f.affected_component, f.detected_at, f.resolved_at, \
+     f.resolution_method, f.metadata, f.fingerprint, f.occurrences, f.last_seen_at, \
+     f.last_execution_id, f.last_heal_at, f.resolved_by, f.resolution_notes \
+     FROM bot_findings f JOIN bots b ON b.id = f.bot_id";
+
+const ACTION_SELECT: &str = "SELECT a.id, a.bot_id, b.name AS bot, a.finding_id, a.execution_id, \
+     a.action_type, a.action_description, a.success, a.error_message, a.taken_at, a.metadata, \
+     a.knowledge_id, a.verified FROM bot_actions a JOIN bots b ON b.id = a.bot_id";
+
+const KNOWLEDGE_SELECT: &str = "SELECT id, category, issue_pattern, solution, success_rate, \
+     times_applied, times_successful, last_used_at, created_at, updated_at, action, enabled \
+     FROM bot_knowledge";
+
+const SEVERITY_RANK_NEW: &str =
+    "CASE excluded.severity WHEN 'critical' THEN 3 WHEN 'error' THEN 2 \
+     WHEN 'warning' THEN 1 ELSE 0 END";
+const SEVERITY_RANK_OLD: &str = "CASE bot_findings.severity WHEN 'critical' THEN 3 WHEN 'error' \
+     THEN 2 WHEN 'warning' THEN 1 ELSE 0 END";
+
+/// `$first, $first+1, …` for `n` values.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl StoreImpl {
+    /// Marks a running execution `abandoned` and counts it; the caller owns the lease change.
+    async fn abandon_in(
+        tx: &mut Tx,
+        bot_id: &str,
+        execution_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let message = "its lease expired before the pass finished (the process died, or hung past its deadline)";
+        let done = sqlx::query(
+            "UPDATE bot_executions SET status = 'abandoned', completed_at = $2, error_message = $3 \
+             WHERE id = $1 AND status = 'running'",
+        )
+        .bind(execution_id)
+        .bind(now)
+        .bind(message)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE bots SET total_runs = total_runs + 1, failed_runs = failed_runs + 1, \
+             last_status = 'abandoned', last_error = $2, updated_at = $3 WHERE id = $1",
+        )
+        .bind(bot_id)
+        .bind(message)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO bot_metrics (id, metric_date, bot_id, total_executions, failed_executions, \
+             abandoned_executions, created_at) VALUES ($1, $2, $3, 1, 1, 1, $4) \
+             ON CONFLICT (metric_date, bot_id) DO UPDATE SET \
+             total_executions = bot_metrics.total_executions + 1, \
+             failed_executions = bot_metrics.failed_executions + 1, \
+             abandoned_executions = bot_metrics.abandoned_executions + 1",
+        )
+        .bind(new_id())
+        .bind(now.date_naive())
+        .bind(bot_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Resolves `auto-cleared` the open findings on checked components that the pass no longer saw.
+    async fn clear_unseen(
+        tx: &mut Tx,
+        bot_id: &str,
+        reconcile: &Reconcile,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ClearedFinding>> {
+        if reconcile.components.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut sql = format!(
+            "UPDATE bot_findings SET resolved_at = $2, resolution_method = 'auto-cleared', \
+             resolved_by = 'botfleet' WHERE bot_id = $1 AND resolved_at IS NULL \
+             AND affected_component IN ({})",
+            placeholders(3, reconcile.components.len())
+        );
+        if !reconcile.seen_fingerprints.is_empty() {
+            sql.push_str(&format!(
+                " AND fingerprint NOT IN ({})",
+                placeholders(
+                    3 + reconcile.components.len(),
+                    reconcile.seen_fingerprints.len()
+                )
+            ));
+        }
+        sql.push_str(" RETURNING id, fingerprint, severity, title");
+        let mut q = sqlx::query_as::<_, ClearedFinding>(&sql)
+            .bind(bot_id)
+            .bind(now);
+        for c in &reconcile.components {
+            q = q.bind(c);
+        }
+        for f in &reconcile.seen_fingerprints {
+            q = q.bind(f);
+        }
+        Ok(q.fetch_all(&mut **tx).await?)
+    }
+
+    async fn insert_action(tx: &mut Tx, a: &NewAction) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO bot_actions (id, bot_id, finding_id, action_type, action_description, \
+             success, error_message, taken_at, metadata, execution_id, knowledge_id, verified) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(&a.id)
+        .bind(&a.bot_id)
+        .bind(&a.finding_id)
+        .bind(&a.action_type)
+        .bind(&a.description)
+        .bind(a.success)
+        .bind(&a.error_message)
+        .bind(a.taken_at)
+        .bind(Json(&a.metadata))
+        .bind(&a.execution_id)
+        .bind(&a.knowledge_id)
+        .bind(a.verified)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Per-target state and the hour's stats, a few hundred rows per statement.
+    async fn write_targets(
+        tx: &mut Tx,
+        bot_id: &str,
+        now: DateTime<Utc>,
+        targets: &[TargetObservation],
+    ) -> Result<()> {
+        // One row per target per statement (PostgreSQL refuses to touch a row twice in one).
+        let mut unique: Vec<&TargetObservation> = Vec::with_capacity(targets.len());
+        let mut seen = std::collections::HashSet::new();
+        for t in targets.iter().rev() {
+            if seen.insert(t.target.as_str()) {
+                unique.push(t);
+            }
+        }
+        unique.reverse();
+        let hour = now
+            .date_naive()
+            .and_hms_opt(now.time().hour(), 0, 0)
+            .expect("a valid hour")
+            .and_utc();
+        for chunk in unique.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO bot_targets (bot_id, target, up, status_code, latency_ms, error, \
+                 cert_expires_at, consecutive_failures, last_checked_at, last_change_at, metadata) VALUES ",
+            );
+            let mut rows = Vec::with_capacity(chunk.len());
+            for i in 0..chunk.len() {
+                let b = 3 + i * 7;
+                rows.push(format!(
+                    "($1, ${}, ${}, ${}, ${}, ${}, ${}, CASE WHEN ${} THEN 0 ELSE 1 END, $2, $2, ${})",
+                    b,
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 1,
+                    b + 6
+                ));
+            }
+            sql.push_str(&rows.join(", "));
+            sql.push_str(
+                " ON CONFLICT (bot_id, target) DO UPDATE SET up = excluded.up, \
+                 status_code = excluded.status_code, latency_ms = excluded.latency_ms, \
+                 error = excluded.error, \
+                 cert_expires_at = COALESCE(excluded.cert_expires_at, bot_targets.cert_expires_at), \
+                 consecutive_failures = CASE WHEN excluded.up THEN 0 \
+                     ELSE bot_targets.consecutive_failures + 1 END, \
+                 last_checked_at = excluded.last_checked_at, \
+                 last_change_at = CASE WHEN excluded.up = bot_targets.up \
+                     THEN bot_targets.last_change_at ELSE excluded.last_checked_at END, \
+                 metadata = excluded.metadata",
+            );
+            let mut q = sqlx::query(&sql).bind(bot_id).bind(now);
+            for t in chunk {
+                q = q
+                    .bind(&t.target)
+                    .bind(t.up)
+                    .bind(t.status_code)
+                    .bind(t.latency_ms)
+                    .bind(&t.error)
+                    .bind(t.cert_expires_at)
+                    .bind(Json(&t.metadata));
+            }
+            q.execute(&mut **tx).await?;
+
+            let mut sql = String::from(
+                "INSERT INTO bot_target_stats (bot_id, target, granularity, bucket_start, checks, \
+                 failures, latency_sum_ms, latency_max_ms) VALUES ",
+            );
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = 3 + i * 3;
+                    format!(
+                        "($1, ${}, 'hour', $2, 1, ${}, ${}, ${})",
+                        b,
+                        b + 1,
+                        b + 2,
+                        b + 2
+                    )
+                })
+                .collect();
+            sql.push_str(&rows.join(", "));
+            sql.push_str(
+                " ON CONFLICT (bot_id, target, granularity, bucket_start) DO UPDATE SET \
+                 checks = bot_target_stats.checks + 1, \
+                 failures = bot_target_stats.failures + excluded.failures, \
+                 latency_sum_ms = bot_target_stats.latency_sum_ms + excluded.latency_sum_ms, \
+                 latency_max_ms = CASE WHEN excluded.latency_max_ms > bot_target_stats.latency_max_ms \
+                     THEN excluded.latency_max_ms ELSE bot_target_stats.latency_max_ms END",
+            );
+            let mut q = sqlx::query(&sql).bind(bot_id).bind(hour);
+            for t in chunk {
+                q = q
+                    .bind(&t.target)
+                    .bind(if t.up { 0i64 } else { 1i64 })
+                    .bind(t.latency_ms.unwrap_or(0.0));
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
+    async fn fetch_knowledge(&self, id: &str) -> Result<Option<KnowledgeRow>> {
+        let sql = format!("{KNOWLEDGE_SELECT} WHERE id = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?)
+    }
+}
+
+#[async_trait]
+impl Store for StoreImpl {
+    fn backend(&self) -> Backend {
+        BACKEND
+    }
+
+    async fn migrate(&self) -> Result<Vec<String>> {
+        let mut tx = self.write_tx().await?;
+        Self::lock_migrations(&mut tx).await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS botfleet_migrations (version BIGINT PRIMARY KEY, \
+             name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM botfleet_migrations")
+            .fetch_all(&mut *tx)
+            .await?;
+        let known = MIGRATIONS.len() as i64;
+        if let Some(newest) = applied.iter().max().filter(|v| **v > known) {
+            return Err(StoreError::Migration(format!(
+                "the database is at schema version {newest}, newer than this build of botfleet knows \
+                 ({known}); run the botfleet version that migrated it, or a newer one"
+            )));
+        }
+        let mut names = Vec::new();
+        for m in MIGRATIONS {
+            if applied.contains(&m.version) {
+                continue;
+            }
+            // A bare string runs as a simple query: several statements in one go.
+            sqlx::Executor::execute(&mut *tx, m.sql)
+                .await
+                .map_err(|e| StoreError::Migration(format!("{}: {e}", m.name)))?;
+            sqlx::query(
+                "INSERT INTO botfleet_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(Utc::now().to_rfc3339())
+            .execute(&mut *tx)
+            .await?;
+            names.push(m.name.to_string());
+        }
+        tx.commit().await?;
+        Ok(names)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(self.reader()).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.close_pools().await;
+    }
+
+    async fn sync_bots(&self, defs: &[BotDef], now: DateTime<Utc>) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        for d in defs {
+            sqlx::query(
+                "INSERT INTO bots (id, name, display_name, description, schedule_cron, api_endpoint, \
+                 status, next_execution_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $8) \
+                 ON CONFLICT (name) DO UPDATE SET display_name = excluded.display_name, \
+                 description = excluded.description, schedule_cron = excluded.schedule_cron, \
+                 api_endpoint = excluded.api_endpoint, next_execution_at = excluded.next_execution_at, \
+                 status = CASE WHEN bots.status = 'retired' THEN 'active' ELSE bots.status END, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&d.id)
+            .bind(&d.name)
+            .bind(&d.display_name)
+            .bind(&d.description)
+            .bind(&d.schedule_cron)
+            .bind(format!("/api/bots/{}", d.name))
+            .bind(d.next_execution_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let sql = format!(
+            "UPDATE bots SET status = 'retired', updated_at = $1 WHERE status <> 'retired' \
+             AND name NOT IN ({})",
+            placeholders(2, defs.len().max(1))
+        );
+        let mut q = sqlx::query(&sql).bind(now);
+        if defs.is_empty() {
+            q = q.bind("");
+        }
+        for d in defs {
+            q = q.bind(&d.name);
+        }
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_bots(&self) -> Result<Vec<BotRow>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            bot_cols!(),
+            " FROM bots WHERE status <> 'retired' ORDER BY name"
+        ))
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn get_bot(&self, name: &str) -> Result<Option<BotRow>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT ",
+            bot_cols!(),
+            " FROM bots WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(self.reader())
+        .await?)
+    }
+
+    async fn set_bot_status(
+        &self,
+        name: &str,
+        status: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(BotRow, BotRow)>> {
+        let mut tx = self.write_tx().await?;
+        let before: Option<BotRow> = sqlx::query_as(LOCK_BOT_SQL)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(before) = before else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE bots SET status = $2, updated_at = $3 WHERE id = $1")
+            .bind(&before.id)
+            .bind(status)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let after: BotRow =
+            sqlx::query_as(concat!("SELECT ", bot_cols!(), " FROM bots WHERE id = $1"))
+                .bind(&before.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(Some((before, after)))
+    }
+
+    async fn set_bot_config(
+        &self,
+        name: &str,
+        config: &Value,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Option<Value>>> {
+        let mut tx = self.write_tx().await?;
+        let before: Option<BotRow> = sqlx::query_as(LOCK_BOT_SQL)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(before) = before else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE bots SET config = $2, updated_at = $3 WHERE id = $1")
+            .bind(&before.id)
+            .bind(Json(config))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(before.config.map(|j| j.0)))
+    }
+
+    async fn begin_pass(&self, req: &BeginPass) -> Result<BeginOutcome> {
+        let mut tx = self.write_tx().await?;
+        let locked: Option<LockedBot> = sqlx::query_as(LOCK_BOT_SQL)
+            .bind(&req.bot)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(LockedBot { bot, open_findings }) = locked else {
+            return Ok(BeginOutcome::UnknownBot);
+        };
+        let lease_live =
+            bot.lease_execution_id.is_some() && bot.lease_expires_at.is_some_and(|t| t > req.now);
+
+        // An Idempotency-Key de-duplicates exactly, in place of the schedule slot.
+        if let Some(key) = &req.idempotency_key {
+            let prior: Option<(String, String)> = sqlx::query_as(
+                "SELECT id, status FROM bot_executions WHERE bot_id = $1 AND idempotency_key = $2 \
+                 AND status <> 'abandoned'",
+            )
+            .bind(&bot.id)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match prior {
+                Some((id, status)) if status != "running" => {
+                    return Ok(BeginOutcome::Replay { execution_id: id });
+                }
+                Some((id, _)) if lease_live => {
+                    return Ok(BeginOutcome::Skipped(Skip::AlreadyRunning {
+                        execution_id: id,
+                        started_at: bot.last_execution_at,
+                        lease_expires_at: bot.lease_expires_at,
+                    }));
+                }
+                _ => {}
+            }
+        }
+
+        if bot.status == "paused" {
+            return Ok(BeginOutcome::Skipped(Skip::Paused));
+        }
+
+        let mut trial = bot.circuit_state == "half_open";
+        if bot.circuit_state == "open" {
+            match bot.circuit_open_until {
+                Some(until) if req.now < until => {
+                    return Ok(BeginOutcome::Skipped(Skip::CircuitOpen { until }));
+                }
+                _ => trial = true,
+            }
+        }
+
+        let mut abandoned = None;
+        if let Some(holder) = &bot.lease_execution_id {
+            if !lease_live {
+                Self::abandon_in(&mut tx, &bot.id, holder, req.now).await?;
+                abandoned = Some(holder.clone());
+            }
+        }
+
+        if !req.force && req.idempotency_key.is_none() {
+            if let Some(slot) = req.slot {
+                let prior: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM bot_executions WHERE bot_id = $1 AND slot_at = $2 \
+                     AND status <> 'abandoned' ORDER BY started_at LIMIT 1",
+                )
+                .bind(&bot.id)
+                .bind(slot)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(execution_id) = prior {
+                    if abandoned.is_some() {
+                        tx.commit().await?;
+                    }
+                    return Ok(BeginOutcome::Skipped(Skip::DuplicateSlot {
+                        execution_id,
+                        slot_at: slot,
+                    }));
+                }
+            }
+        }
+
+        if lease_live {
+            return Ok(BeginOutcome::Skipped(Skip::AlreadyRunning {
+                execution_id: bot.lease_execution_id.clone().unwrap_or_default(),
+                started_at: bot.last_execution_at,
+                lease_expires_at: bot.lease_expires_at,
+            }));
+        }
+
+        let timeout_ms = pass_timeout_ms(bot.config_value(), req.default_timeout_ms);
+        let deadline_at = req.now + chrono::Duration::milliseconds(timeout_ms + req.lease_grace_ms);
+        sqlx::query(
+            "INSERT INTO bot_executions (id, bot_id, status, started_at, created_at, slot_at, forced, \
+             triggered_by, idempotency_key, deadline_at) \
+             VALUES ($1, $2, 'running', $3, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&req.execution_id)
+        .bind(&bot.id)
+        .bind(req.now)
+        .bind(req.slot)
+        .bind(req.force)
+        .bind(&req.triggered_by)
+        .bind(&req.idempotency_key)
+        .bind(deadline_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE bots SET lease_execution_id = $2, lease_expires_at = $3, last_execution_at = $4, \
+             circuit_state = CASE WHEN $5 THEN 'half_open' ELSE circuit_state END, updated_at = $4 \
+             WHERE id = $1",
+        )
+        .bind(&bot.id)
+        .bind(&req.execution_id)
+        .bind(deadline_at)
+        .bind(req.now)
+        .bind(trial)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(BeginOutcome::Started(Box::new(Started {
+            bot,
+            execution_id: req.execution_id.clone(),
+            started_at: req.now,
+            deadline_at,
+            timeout_ms,
+            trial,
+            abandoned,
+            open_findings,
+        })))
+    }
+
+    async fn record_findings(&self, req: &RecordFindings) -> Result<Reconciled> {
+        let upsert = format!(
+            "INSERT INTO bot_findings (id, bot_id, execution_id, severity, category, title, \
+             description, affected_component, detected_at, metadata, fingerprint, occurrences, \
+             last_seen_at, last_execution_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $9, $3) \
+             ON CONFLICT (bot_id, fingerprint) WHERE resolved_at IS NULL DO UPDATE SET \
+             occurrences = bot_findings.occurrences + 1, last_seen_at = excluded.last_seen_at, \
+             last_execution_id = excluded.last_execution_id, title = excluded.title, \
+             description = excluded.description, metadata = excluded.metadata, \
+             severity = CASE WHEN {SEVERITY_RANK_NEW} > {SEVERITY_RANK_OLD} \
+                 THEN excluded.severity ELSE bot_findings.severity END \
+             RETURNING id, fingerprint, severity, occurrences, detected_at, last_heal_at"
+        );
+        let mut tx = self.write_tx().await?;
+        let mut findings = Vec::with_capacity(req.findings.len());
+        for f in &req.findings {
+            let row: RecordedFinding = sqlx::query_as(&upsert)
+                .bind(&f.id)
+                .bind(&req.bot_id)
+                .bind(&req.execution_id)
+                .bind(f.severity.as_str())
+                .bind(&f.category)
+                .bind(&f.title)
+                .bind(&f.description)
+                .bind(&f.component)
+                .bind(req.now)
+                .bind(Json(&f.metadata))
+                .bind(&f.fingerprint)
+                .fetch_one(&mut *tx)
+                .await?;
+            findings.push(row);
+        }
+        let cleared = Self::clear_unseen(&mut tx, &req.bot_id, &req.reconcile, req.now).await?;
+        tx.commit().await?;
+        Ok(Reconciled { findings, cleared })
+    }
+
+    async fn record_heal(&self, heal: &HealRecord) -> Result<()> {
+        let a = &heal.action;
+        let mut tx = self.write_tx().await?;
+        Self::insert_action(&mut tx, a).await?;
+        if let Some(k) = &a.knowledge_id {
+            let won: i64 = if a.verified == Some(true) { 1 } else { 0 };
+            sqlx::query(
+                "UPDATE bot_knowledge SET times_applied = times_applied + 1, \
+                 times_successful = times_successful + $2, \
+                 success_rate = CAST(times_successful + $2 AS DOUBLE PRECISION) * 100.0 \
+                     / CAST(times_applied + 1 AS DOUBLE PRECISION), \
+                 last_used_at = $3 WHERE id = $1",
+            )
+            .bind(k)
+            .bind(won)
+            .bind(a.taken_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(f) = &a.finding_id {
+            if heal.resolve_finding {
+                sqlx::query(
+                    "UPDATE bot_findings SET last_heal_at = $2, resolved_at = $2, \
+                     resolution_method = 'auto-fixed', resolved_by = 'botfleet' \
+                     WHERE id = $1 AND resolved_at IS NULL",
+                )
+                .bind(f)
+                .bind(a.taken_at)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query("UPDATE bot_findings SET last_heal_at = $2 WHERE id = $1")
+                    .bind(f)
+                    .bind(a.taken_at)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn finish_pass(&self, req: &FinishPass) -> Result<FinishOutcome> {
+        let success = req.status == ExecStatus::Success;
+        let mut tx = self.write_tx().await?;
+        let owned = sqlx::query(
+            "UPDATE bots SET total_runs = total_runs + 1, \
+             successful_runs = successful_runs + $3, failed_runs = failed_runs + $4, \
+             avg_execution_time_ms = (COALESCE(avg_execution_time_ms, 0) * total_runs + $5) / (total_runs + 1), \
+             next_execution_at = $6, circuit_state = $7, consecutive_failures = $8, \
+             circuit_open_until = $9, last_status = $10, last_error = $11, \
+             last_success_at = CASE WHEN $3 = 1 THEN $12 ELSE last_success_at END, \
+             lease_execution_id = NULL, lease_expires_at = NULL, updated_at = $12 \
+             WHERE id = $1 AND lease_execution_id = $2",
+        )
+        .bind(&req.bot_id)
+        .bind(&req.execution_id)
+        .bind(if success { 1i64 } else { 0 })
+        .bind(if success { 0i64 } else { 1 })
+        .bind(req.execution_time_ms)
+        .bind(req.next_execution_at)
+        .bind(req.circuit.state.as_str())
+        .bind(req.circuit.consecutive_failures)
+        .bind(req.circuit.open_until)
+        .bind(req.status.as_str())
+        .bind(&req.error_message)
+        .bind(req.now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if owned == 0 {
+            // Another caller found the lease expired and marked this execution abandoned.
+            // Keep what this late pass saw, without counting it twice.
+            tx.rollback().await?;
+            let mut tx = self.write_tx().await?;
+            sqlx::query("UPDATE bot_executions SET metadata = $2 WHERE id = $1")
+                .bind(&req.execution_id)
+                .bind(Json(serde_json::json!({
+                    "late_result": req.metadata,
+                    "late_status": req.status.as_str(),
+                    "note": "this pass finished after its lease expired; its result was not counted"
+                })))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(FinishOutcome::LeaseLost);
+        }
+
+        sqlx::query(
+            "UPDATE bot_executions SET status = $2, completed_at = $3, execution_time_ms = $4, \
+             checks_performed = $5, issues_found = $6, actions_taken = $7, error_message = $8, \
+             metadata = $9 WHERE id = $1",
+        )
+        .bind(&req.execution_id)
+        .bind(req.status.as_str())
+        .bind(req.now)
+        .bind(req.execution_time_ms)
+        .bind(req.checks_performed)
+        .bind(req.issues_found)
+        .bind(req.actions_taken)
+        .bind(&req.error_message)
+        .bind(Json(&req.metadata))
+        .execute(&mut *tx)
+        .await?;
+
+        for a in &req.actions {
+            Self::insert_action(&mut tx, a).await?;
+        }
+        if !req.targets.is_empty() {
+            Self::write_targets(&mut tx, &req.bot_id, req.now, &req.targets).await?;
+        }
+
+        sqlx::query(
+            "INSERT INTO bot_metrics (id, metric_date, bot_id, total_executions, \
+             successful_executions, failed_executions, avg_execution_time_ms, issues_detected, \
+             issues_resolved, tickets_created, created_at, total_execution_time_ms, \
+             timeout_executions, abandoned_executions, actions_taken) \
+             VALUES ($1, $2, $3, 1, $4, $5, $6, $7, $8, 0, $9, $6, $10, 0, $11) \
+             ON CONFLICT (metric_date, bot_id) DO UPDATE SET \
+             total_executions = bot_metrics.total_executions + 1, \
+             successful_executions = bot_metrics.successful_executions + excluded.successful_executions, \
+             failed_executions = bot_metrics.failed_executions + excluded.failed_executions, \
+             total_execution_time_ms = bot_metrics.total_execution_time_ms + excluded.total_execution_time_ms, \
+             avg_execution_time_ms = (bot_metrics.total_execution_time_ms + excluded.total_execution_time_ms) \
+                 / (bot_metrics.total_executions - bot_metrics.abandoned_executions + 1), \
+             issues_detected = bot_metrics.issues_detected + excluded.issues_detected, \
+             issues_resolved = bot_metrics.issues_resolved + excluded.issues_resolved, \
+             timeout_executions = bot_metrics.timeout_executions + excluded.timeout_executions, \
+             actions_taken = bot_metrics.actions_taken + excluded.actions_taken",
+        )
+        .bind(new_id())
+        .bind(req.now.date_naive())
+        .bind(&req.bot_id)
+        .bind(if success { 1i64 } else { 0 })
+        .bind(if success { 0i64 } else { 1 })
+        .bind(req.execution_time_ms)
+        .bind(req.issues_detected)
+        .bind(req.issues_resolved)
+        .bind(req.now)
+        .bind(if req.status == ExecStatus::Timeout { 1i64 } else { 0 })
+        .bind(req.actions_taken)
+        .execute(&mut *tx)
+        .await?;
+
+        tx.commit().await?;
+        Ok(FinishOutcome::Recorded)
+    }
+
+    async fn abandon_expired(&self, now: DateTime<Utc>) -> Result<Vec<(String, String)>> {
+        let mut tx = self.write_tx().await?;
+        let expired: Vec<(String, String, String)> = sqlx::query_as(EXPIRED_LEASES_SQL)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut out = Vec::with_capacity(expired.len());
+        for (bot_id, name, execution_id) in expired {
+            Self::abandon_in(&mut tx, &bot_id, &execution_id, now).await?;
+            sqlx::query(
+                "UPDATE bots SET lease_execution_id = NULL, lease_expires_at = NULL \
+                 WHERE id = $1 AND lease_execution_id = $2",
+            )
+            .bind(&bot_id)
+            .bind(&execution_id)
+            .execute(&mut *tx)
+            .await?;
+            out.push((name, execution_id));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn get_execution(&self, id: &str) -> Result<Option<ExecutionRow>> {
+        let sql = format!("{EXEC_SELECT} WHERE e.id = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?)
+    }
+
+    async fn list_executions(&self, q: &ExecutionQuery) -> Result<Vec<ExecutionRow>> {
+        let sql = format!(
+            "{EXEC_SELECT} WHERE ($1 IS NULL OR b.name = $1) AND ($2 IS NULL OR e.status = $2) \
+             AND ($3 IS NULL OR e.started_at < $3 OR (e.started_at = $3 AND e.id < $4)) \
+             ORDER BY e.started_at DESC, e.id DESC LIMIT $5"
+        );
+        let (before_at, before_id) = split_cursor(&q.before);
+        Ok(sqlx::query_as(&sql)
+            .bind(&q.bot)
+            .bind(&q.status)
+            .bind(before_at)
+            .bind(before_id)
+            .bind(q.limit)
+            .fetch_all(self.reader())
+            .await?)
+    }
+
+    async fn execution_findings(&self, execution_id: &str) -> Result<Vec<FindingRow>> {
+        let sql = format!(
+            "{FINDING_SELECT} WHERE f.execution_id = $1 OR f.last_execution_id = $1 \
+             ORDER BY f.detected_at, f.id"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(execution_id)
+            .fetch_all(self.reader())
+            .await?)
+    }
+
+    async fn execution_actions(&self, execution_id: &str) -> Result<Vec<ActionRow>> {
+        let sql = format!("{ACTION_SELECT} WHERE a.execution_id = $1 ORDER BY a.taken_at, a.id");
+        Ok(sqlx::query_as(&sql)
+            .bind(execution_id)
+            .fetch_all(self.reader())
+            .await?)
+    }
+
+    async fn get_finding(&self, id: &str) -> Result<Option<FindingRow>> {
+        let sql = format!("{FINDING_SELECT} WHERE f.id = $1");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(self.reader())
+            .await?)
+    }
+
+    async fn list_findings(&self, q: &FindingQuery) -> Result<Vec<FindingRow>> {
+        let sql = format!(
+            "{FINDING_SELECT} WHERE ($1 IS NULL OR b.name = $1) AND ($2 IS NULL OR f.severity = $2) \
+             AND ($3 IS NULL OR ($3 AND f.resolved_at IS NULL) OR (NOT $3 AND f.resolved_at IS NOT NULL)) \
+             AND ($4 IS NULL OR f.detected_at < $4 OR (f.detected_at = $4 AND f.id < $5)) \
+             ORDER BY f.detected_at DESC, f.id DESC LIMIT $6"
+        );
+        let (before_at, before_id) = split_cursor(&q.before);
+        Ok(sqlx::query_as(&sql)
+            .bind(&q.bot)
+            .bind(&q.severity)
+            .bind(q.open)
+            .bind(before_at)
+            .bind(before_id)
+            .bind(q.limit)
+            .fetch_all(self.reader())
+            .await?)
+    }
+
+    async fn resolve_finding(
+        &self,
+        id: &str,
+        by: &str,
+        notes: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<FindingRow>> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE bot_findings SET resolved_at = $2, resolution_method = 'manual', \
+             resolved_by = $3, resolution_notes = $4 WHERE id = $1 AND resolved_at IS NULL",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(by)
+        .bind(notes)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let sql = format!("{FINDING_SELECT} WHERE f.id = $1");
+        let row: Option<FindingRow> = sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        match row {
+            Some(r) if done == 0 => Err(StoreError::Conflict(format!(
+                "finding {id} was already resolved ({}) at {}",
+                r.resolution_method.as_deref().unwrap_or("unknown"),
+                r.resolved_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+            ))),
+            other => Ok(other),
+        }
+    }
+
+    async fn list_knowledge(&self) -> Result<Vec<KnowledgeRow>> {
+        let sql = format!(
+            "{KNOWLEDGE_SELECT} ORDER BY success_rate DESC, times_applied DESC, created_at, id"
+        );
+        Ok(sqlx::query_as(&sql).fetch_all(self.reader()).await?)
+    }
+
+    async fn get_knowledge(&self, id: &str) -> Result<Option<KnowledgeRow>> {
+        self.fetch_knowledge(id).await
+    }
+
+    async fn insert_knowledge(
+        &self,
+        id: &str,
+        k: &KnowledgeInput,
+        now: DateTime<Utc>,
+    ) -> Result<KnowledgeRow> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO bot_knowledge (id, category, issue_pattern, solution, action, enabled, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+        )
+        .bind(id)
+        .bind(&k.category)
+        .bind(&k.issue_pattern)
+        .bind(&k.solution)
+        .bind(k.action.as_ref().map(Json))
+        .bind(k.enabled)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let sql = format!("{KNOWLEDGE_SELECT} WHERE id = $1");
+        let row = sqlx::query_as(&sql).bind(id).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn update_knowledge(
+        &self,
+        id: &str,
+        k: &KnowledgeInput,
+        now: DateTime<Utc>,
+    ) -> Result<Option<KnowledgeRow>> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query(
+            "UPDATE bot_knowledge SET category = $2, issue_pattern = $3, solution = $4, action = $5, \
+             enabled = $6, updated_at = $7 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&k.category)
+        .bind(&k.issue_pattern)
+        .bind(&k.solution)
+        .bind(k.action.as_ref().map(Json))
+        .bind(k.enabled)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if done == 0 {
+            return Ok(None);
+        }
+        let sql = format!("{KNOWLEDGE_SELECT} WHERE id = $1");
+        let row = sqlx::query_as(&sql).bind(id).fetch_one(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    async fn delete_knowledge(&self, id: &str) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = sqlx::query("DELETE FROM bot_knowledge WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(done > 0)
+    }
+
+    async fn record_security_event(&self, e: &NewSecurityEvent) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO security_events (id, occurred_at, kind, address, method, route, reason, \
+             subject, target, before_value, after_value) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(new_id())
+        .bind(e.at)
+        .bind(e.kind)
+        .bind(&e.address)
+        .bind(&e.method)
+        .bind(&e.route)
+        .bind(&e.reason)
+        .bind(&e.subject)
+        .bind(&e.target)
+        .bind(e.before.as_ref().map(Json))
+        .bind(e.after.as_ref().map(Json))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_security_events(&self, q: &EventQuery) -> Result<Vec<SecurityEvent>> {
+        let (before_at, before_id) = split_cursor(&q.before);
+        Ok(sqlx::query_as(
+            "SELECT id, occurred_at, kind, address, method, route, reason, subject, target, \
+             before_value, after_value FROM security_events \
+             WHERE ($1 IS NULL OR kind = $1) \
+             AND ($2 IS NULL OR occurred_at < $2 OR (occurred_at = $2 AND id < $3)) \
+             ORDER BY occurred_at DESC, id DESC LIMIT $4",
+        )
+        .bind(&q.kind)
+        .bind(before_at)
+        .bind(before_id)
+        .bind(q.limit)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn open_finding_counts(&self) -> Result<Vec<OpenCount>> {
+        Ok(sqlx::query_as(
+            "SELECT b.name AS bot, f.severity, COUNT(*) AS count FROM bot_findings f \
+             JOIN bots b ON b.id = f.bot_id WHERE f.resolved_at IS NULL GROUP BY b.name, f.severity",
+        )
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn open_ticket_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM bot_tickets WHERE status IN ('open', 'assigned')",
+        )
+        .fetch_one(self.reader())
+        .await?)
+    }
+
+    async fn run_counts_since(&self, since: DateTime<Utc>) -> Result<Vec<RunCount>> {
+        Ok(sqlx::query_as(
+            "SELECT b.name AS bot, COUNT(*) AS total, \
+             CAST(COALESCE(SUM(CASE WHEN e.status = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT) AS successful \
+             FROM bot_executions e JOIN bots b ON b.id = e.bot_id \
+             WHERE e.started_at >= $1 AND e.status <> 'running' GROUP BY b.name",
+        )
+        .bind(since)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn daily_metrics(
+        &self,
+        bot: Option<&str>,
+        since: NaiveDate,
+    ) -> Result<Vec<DailyMetricsRow>> {
+        Ok(sqlx::query_as(
+            "SELECT m.metric_date, b.name AS bot, m.total_executions, m.successful_executions, \
+             m.failed_executions, m.avg_execution_time_ms, m.issues_detected, m.issues_resolved, \
+             m.tickets_created, m.timeout_executions, m.abandoned_executions, m.actions_taken \
+             FROM bot_metrics m JOIN bots b ON b.id = m.bot_id \
+             WHERE ($1 IS NULL OR b.name = $1) AND m.metric_date >= $2 \
+             ORDER BY m.metric_date DESC, b.name",
+        )
+        .bind(bot)
+        .bind(since)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn list_targets(&self) -> Result<Vec<TargetRow>> {
+        Ok(sqlx::query_as(
+            "SELECT b.name AS bot, t.target, t.up, t.status_code, t.latency_ms, t.error, \
+             t.cert_expires_at, t.consecutive_failures, t.last_checked_at, t.last_change_at, t.metadata \
+             FROM bot_targets t JOIN bots b ON b.id = t.bot_id ORDER BY b.name, t.target",
+        )
+        .fetch_all(self.reader())
+        .await?)
+    }
+}
+
+fn split_cursor(c: &Option<(DateTime<Utc>, String)>) -> (Option<DateTime<Utc>>, Option<String>) {
+    match c {
+        Some((at, id)) => (Some(*at), Some(id.clone())),
+        None => (None, None),
+    }
+}

@@ -1,0 +1,102 @@
+//! SQLite: the zero-set-up default. WAL mode, a busy timeout, foreign keys on; one writer
+//! connection (writes queue in-process instead of failing with SQLITE_BUSY) and a few readers.
+//! Write transactions start with `BEGIN IMMEDIATE`, so a second process on the same file
+//! (`botfleet run` beside `botfleet serve`) waits for the write lock rather than deadlocking.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Timelike, Utc};
+use serde_json::Value;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::types::Json;
+
+use super::migrate::{Migration, SQLITE};
+use super::*;
+
+type Db = sqlx::Sqlite;
+const BACKEND: Backend = Backend::Sqlite;
+const MIGRATIONS: &[Migration] = SQLITE;
+// BEGIN IMMEDIATE already holds the write lock: a plain read is enough.
+const LOCK_BOT_SQL: &str = concat!(
+    "SELECT ",
+    bot_cols!(),
+    ", (SELECT COUNT(*) FROM bot_findings f WHERE f.bot_id = bots.id AND f.resolved_at IS NULL) \
+     AS open_findings FROM bots WHERE name = $1"
+);
+const EXPIRED_LEASES_SQL: &str = "SELECT id, name, lease_execution_id FROM bots \
+     WHERE lease_execution_id IS NOT NULL AND lease_expires_at <= $1";
+
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+type StoreImpl = SqliteStore;
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL {url}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if !in_memory {
+            if let Some(dir) = options
+                .get_filename()
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "cannot create the directory {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+        }
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?;
+        // An in-memory database exists once per connection: share the writer.
+        let read = if in_memory {
+            write.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(options)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?
+        };
+        Ok(Self { read, write })
+    }
+
+    fn reader(&self) -> &SqlitePool {
+        &self.read
+    }
+
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Db>> {
+        Ok(self.write.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    async fn lock_migrations(_tx: &mut sqlx::Transaction<'static, Db>) -> Result<()> {
+        Ok(()) // BEGIN IMMEDIATE serialises writers across processes.
+    }
+
+    async fn close_pools(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+}
+
+include!("shared.rs");
