@@ -42,6 +42,36 @@ impl Clock for ManualClock {
     }
 }
 
+/// Real time, started at a chosen moment and jumped forward on demand: timestamps move as a
+/// test runs (so overlaps can be checked) and a test can skip a minute (circuit cool-downs,
+/// lease expiry, overdue bots) without waiting for it.
+pub struct TestClock {
+    start: DateTime<Utc>,
+    anchor: std::time::Instant,
+    jumped: Mutex<Duration>,
+}
+
+impl TestClock {
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        Self {
+            start,
+            anchor: std::time::Instant::now(),
+            jumped: Mutex::new(Duration::zero()),
+        }
+    }
+
+    pub fn jump(&self, by: Duration) {
+        *self.jumped.lock().unwrap() += by;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        let real = Duration::from_std(self.anchor.elapsed()).unwrap_or_default();
+        truncate(self.start + real + *self.jumped.lock().unwrap())
+    }
+}
+
 /// Drops sub-microsecond precision (PostgreSQL keeps microseconds).
 pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)

@@ -185,7 +185,6 @@ impl Engine {
         let begin = BeginPass {
             bot: bot.name().to_string(),
             execution_id: new_id(),
-            now,
             slot: schedule.map(|s| s.slot_at_or_before(now)),
             force: req.force,
             idempotency_key: req.idempotency_key.clone(),
@@ -193,7 +192,7 @@ impl Engine {
             default_timeout_ms: self.config.bot_timeout_ms as i64,
             lease_grace_ms: self.config.lease_grace_ms as i64,
         };
-        let outcome = match self.store.begin_pass(&begin).await {
+        let outcome = match self.store.begin_pass(&begin, self.clock.as_ref()).await {
             Ok(o) => o,
             Err(e) => {
                 self.metrics.trigger(bot.name(), "error");
@@ -279,7 +278,8 @@ impl Engine {
         let config = bot_part(&self.effective_config(bot.as_ref(), s.bot.config_value()));
         let deadline = Instant::now() + Duration::from_millis(s.timeout_ms as u64);
         let ctx = self.context(name, Some(s.execution_id.clone()), config, deadline, false);
-        let (status, error) = match tokio::time::timeout_at(deadline, bot.run(&ctx)).await {
+        let (status, error) = match tokio::time::timeout_at(deadline, guarded(bot.run(&ctx))).await
+        {
             Ok(Ok(())) => (ExecStatus::Success, None),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "bot failed");
@@ -520,7 +520,8 @@ impl Engine {
         let config = bot_part(&self.effective_config(bot.as_ref(), row.config_value()));
         let deadline = Instant::now() + Duration::from_millis(timeout_ms as u64);
         let ctx = self.context(name, None, config, deadline, true);
-        let (status, error) = match tokio::time::timeout_at(deadline, bot.run(&ctx)).await {
+        let (status, error) = match tokio::time::timeout_at(deadline, guarded(bot.run(&ctx))).await
+        {
             Ok(Ok(())) => (ExecStatus::Success, None),
             Ok(Err(e)) => (ExecStatus::Failed, Some(e.0)),
             Err(_) => (
@@ -649,6 +650,25 @@ pub fn bot_part(config: &Value) -> Value {
         ),
         other => other.clone(),
     }
+}
+
+/// A bot that panics fails its pass like one that returned an error; the pass still finishes
+/// and releases its lease.
+async fn guarded(
+    run: impl std::future::Future<Output = Result<(), BotError>>,
+) -> Result<(), BotError> {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(run)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "no message".into());
+            Err(BotError(format!("the bot panicked: {what}")))
+        })
 }
 
 /// One finding per fingerprint, the most severe kept.

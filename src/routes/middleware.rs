@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -37,14 +36,15 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     response
 }
 
-/// While shedding, non-essential routes answer 503 with `Retry-After`. Triggers, health,
-/// metrics and admin writes (pause, resume…) always go through.
+/// While shedding, non-essential routes (the public status summary, the API description, the
+/// dashboard page) answer 503 with `Retry-After`. Triggers, health, metrics and the admin API
+/// always go through: an operator must be able to look and act during an incident.
 pub async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if let Some(secs) = state.process.shed.remaining(state.clock.now()) {
         let path = route_of(&req)
             .map(|r| r.as_str().to_string())
             .unwrap_or_else(|| req.uri().path().to_string());
-        if !essential(req.method(), &path) {
+        if !essential(&path) {
             let reason = state.process.shed.reason().unwrap_or_default();
             let mut r = ApiError::unavailable(
                 "shedding_load",
@@ -59,11 +59,11 @@ pub async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Re
     next.run(req).await
 }
 
-fn essential(method: &Method, path: &str) -> bool {
+fn essential(path: &str) -> bool {
     path.starts_with("/api/bots/")
         || path.starts_with("/api/health")
         || path == "/api/metrics"
-        || (path.starts_with("/api/admin/") && method != Method::GET)
+        || path.starts_with("/api/admin/")
 }
 
 pub fn panic_response(err: Box<dyn Any + Send + 'static>) -> Response<Body> {

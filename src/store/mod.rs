@@ -120,7 +120,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Option<Value>>>;
 
     // the pass
-    async fn begin_pass(&self, req: &BeginPass) -> Result<BeginOutcome>;
+    /// Reads the time from `clock` once the bot's row is locked, so a pass never records a
+    /// start before the previous pass released the lease.
+    async fn begin_pass(
+        &self,
+        req: &BeginPass,
+        clock: &dyn crate::clock::Clock,
+    ) -> Result<BeginOutcome>;
     async fn record_findings(&self, req: &RecordFindings) -> Result<Reconciled>;
     async fn record_heal(&self, heal: &HealRecord) -> Result<()>;
     async fn finish_pass(&self, req: &FinishPass) -> Result<FinishOutcome>;

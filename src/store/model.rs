@@ -272,7 +272,6 @@ pub struct RunCount {
 pub struct BeginPass {
     pub bot: String,
     pub execution_id: String,
-    pub now: DateTime<Utc>,
     /// The schedule slot this call falls in; `None` for a bot with no schedule.
     pub slot: Option<DateTime<Utc>>,
     pub force: bool,

@@ -441,7 +441,11 @@ impl Store for StoreImpl {
         Ok(Some(before.config.map(|j| j.0)))
     }
 
-    async fn begin_pass(&self, req: &BeginPass) -> Result<BeginOutcome> {
+    async fn begin_pass(
+        &self,
+        req: &BeginPass,
+        clock: &dyn crate::clock::Clock,
+    ) -> Result<BeginOutcome> {
         let mut tx = self.write_tx().await?;
         let locked: Option<LockedBot> = sqlx::query_as(LOCK_BOT_SQL)
             .bind(&req.bot)
@@ -450,8 +454,9 @@ impl Store for StoreImpl {
         let Some(LockedBot { bot, open_findings }) = locked else {
             return Ok(BeginOutcome::UnknownBot);
         };
+        let now = clock.now();
         let lease_live =
-            bot.lease_execution_id.is_some() && bot.lease_expires_at.is_some_and(|t| t > req.now);
+            bot.lease_execution_id.is_some() && bot.lease_expires_at.is_some_and(|t| t > now);
 
         // An Idempotency-Key de-duplicates exactly, in place of the schedule slot.
         if let Some(key) = &req.idempotency_key {
@@ -485,7 +490,7 @@ impl Store for StoreImpl {
         let mut trial = bot.circuit_state == "half_open";
         if bot.circuit_state == "open" {
             match bot.circuit_open_until {
-                Some(until) if req.now < until => {
+                Some(until) if now < until => {
                     return Ok(BeginOutcome::Skipped(Skip::CircuitOpen { until }));
                 }
                 _ => trial = true,
@@ -495,7 +500,7 @@ impl Store for StoreImpl {
         let mut abandoned = None;
         if let Some(holder) = &bot.lease_execution_id {
             if !lease_live {
-                Self::abandon_in(&mut tx, &bot.id, holder, req.now).await?;
+                Self::abandon_in(&mut tx, &bot.id, holder, now).await?;
                 abandoned = Some(holder.clone());
             }
         }
@@ -531,7 +536,7 @@ impl Store for StoreImpl {
         }
 
         let timeout_ms = pass_timeout_ms(bot.config_value(), req.default_timeout_ms);
-        let deadline_at = req.now + chrono::Duration::milliseconds(timeout_ms + req.lease_grace_ms);
+        let deadline_at = now + chrono::Duration::milliseconds(timeout_ms + req.lease_grace_ms);
         sqlx::query(
             "INSERT INTO bot_executions (id, bot_id, status, started_at, created_at, slot_at, forced, \
              triggered_by, idempotency_key, deadline_at) \
@@ -539,7 +544,7 @@ impl Store for StoreImpl {
         )
         .bind(&req.execution_id)
         .bind(&bot.id)
-        .bind(req.now)
+        .bind(now)
         .bind(req.slot)
         .bind(req.force)
         .bind(&req.triggered_by)
@@ -555,7 +560,7 @@ impl Store for StoreImpl {
         .bind(&bot.id)
         .bind(&req.execution_id)
         .bind(deadline_at)
-        .bind(req.now)
+        .bind(now)
         .bind(trial)
         .execute(&mut *tx)
         .await?;
@@ -563,7 +568,7 @@ impl Store for StoreImpl {
         Ok(BeginOutcome::Started(Box::new(Started {
             bot,
             execution_id: req.execution_id.clone(),
-            started_at: req.now,
+            started_at: now,
             deadline_at,
             timeout_ms,
             trial,

@@ -1,0 +1,8 @@
+//! botfleet's test suite: every test body runs on SQLite, and on PostgreSQL when
+//! `TEST_DATABASE_URL` is set. One binary, so the crate links once.
+
+mod api;
+mod common;
+mod engine;
+mod multiprocess;
+mod startup;

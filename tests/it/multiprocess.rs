@@ -1,0 +1,146 @@
+//! Two botfleet processes on one database, hammered with triggers for one bot: no two
+//! executions ever overlap, and every answer is a report or a skip.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use botfleet::auth::{AuthKeys, Role};
+use botfleet::secrets::Secrets;
+use serde_json::{json, Value};
+
+use crate::common::process::Server;
+use crate::common::{fresh_pg_schema, postgres_url, CRON_SECRET, JWT_SECRET};
+
+/// A local server that answers `{"active_users": 5}` after 40 ms: each pulse pass waits on it.
+async fn slow_json_server() -> String {
+    let app = axum::Router::new().route(
+        "/stats",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+            axum::Json(json!({"active_users": 5}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/stats")
+}
+
+async fn hammer(database_url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("DATABASE_URL", database_url.as_str()),
+        ("CRON_SECRET", CRON_SECRET),
+        ("JWT_SECRET", JWT_SECRET),
+        ("LOG_LEVEL", "warn"),
+    ];
+    let a = Server::start(dir.path(), &env).await;
+    let b = Server::start(dir.path(), &env).await;
+
+    let admin = AuthKeys::new(&Secrets {
+        cron_secret: CRON_SECRET.into(),
+        jwt_secret: JWT_SECRET.into(),
+    })
+    .mint(
+        "test",
+        Role::Admin,
+        chrono::Duration::hours(1),
+        chrono::Utc::now(),
+    );
+    let http = reqwest::Client::new();
+    let probe = slow_json_server().await;
+    let put = http
+        .put(format!("{}/api/admin/bots/pulse/config", a.base))
+        .bearer_auth(&admin)
+        .json(&json!({"probes": [{"name": "users", "url": probe, "pointer": "/active_users", "warn_above": 1000}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+
+    let bases = Arc::new([a.base.clone(), b.base.clone()]);
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let http = http.clone();
+        let bases = bases.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for i in 0..10 {
+                let base = &bases[(worker + i) % 2];
+                let r = http
+                    .post(format!("{base}/api/bots/pulse?force=true"))
+                    .bearer_auth(CRON_SECRET)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let body: Value = r.json().await.unwrap_or(Value::Null);
+                answers.push((status, body));
+            }
+            answers
+        }));
+    }
+    let mut ran = 0;
+    let mut skipped = 0;
+    for t in tasks {
+        for (status, body) in t.await.unwrap() {
+            assert_eq!(status, 200, "{body}");
+            match body["status"].as_str() {
+                Some("success") => ran += 1,
+                Some("skipped") => {
+                    assert_eq!(body["reason"], "already_running", "{body}");
+                    skipped += 1;
+                }
+                other => panic!("neither a report nor a skip: {other:?} {body}"),
+            }
+        }
+    }
+    assert_eq!(ran + skipped, 160);
+    assert!(ran >= 2, "passes ran on both processes");
+
+    let store = botfleet::store::connect(&database_url, 2).await.unwrap();
+    let rows = store
+        .list_executions(&botfleet::store::ExecutionQuery {
+            bot: Some("pulse".into()),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        ran,
+        "one execution per pass that ran, none lost"
+    );
+    let mut spans: Vec<_> = rows
+        .iter()
+        .map(|r| (r.started_at, r.completed_at.unwrap()))
+        .collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(
+            w[1].0 >= w[0].1,
+            "overlap: {:?} began before {:?} ended",
+            w[1],
+            w[0]
+        );
+    }
+    eprintln!("two processes: {ran} passes ran, {skipped} skipped as already running, no overlap");
+    store.close().await;
+    drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_sqlite_file_never_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    hammer(format!("sqlite://{}/shared.db", dir.path().display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgres_never_overlap() {
+    let Some(base) = postgres_url() else {
+        eprintln!("TEST_DATABASE_URL is not set: the PostgreSQL run of this test is not performed");
+        return;
+    };
+    hammer(fresh_pg_schema(&base).await).await;
+}
