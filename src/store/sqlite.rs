@@ -45,7 +45,10 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Checkpoints run in the background (below), not inside whichever commit crosses
+            // the threshold; the last connection to close checkpoints what is left.
+            .pragma("wal_autocheckpoint", "0");
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if !in_memory {
             if let Some(dir) = options
@@ -78,6 +81,9 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("cannot open {url}: {e}")))?
         };
+        if !in_memory {
+            tokio::spawn(checkpoint_loop(read.clone()));
+        }
         Ok(Self { read, write })
     }
 
@@ -96,6 +102,28 @@ impl SqliteStore {
     async fn close_pools(&self) {
         self.read.close().await;
         self.write.close().await;
+    }
+}
+
+/// Copies the WAL back into the database every few seconds, from a reader connection, so
+/// writers never pay for it. Ends when the pool closes.
+async fn checkpoint_loop(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %e, "SQLite checkpoint failed");
+        }
     }
 }
 
