@@ -54,6 +54,13 @@ fn github_actions(s: &Schedules, max_time: u64) -> String {
         "  workflow_dispatch:\njobs:\n  trigger:\n    runs-on: ubuntu-latest\n    steps:\n",
     );
     for (bot, sch) in s.entries() {
+        if sch.interval_after(sch.next_after(chrono::Utc::now())) < chrono::Duration::minutes(5) {
+            let _ = writeln!(
+                out,
+                "      # {bot} is scheduled {}; GitHub runs it every 5 minutes at best, so /api/health will\n      # report it overdue. Call {bot} from Vercel Cron, crontab or `botfleet serve --scheduler`.",
+                sch.expr
+            );
+        }
         let _ = writeln!(out, "      - name: {bot}");
         let _ = writeln!(
             out,
