@@ -77,3 +77,23 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T>
             .map_err(|e: PathRejection| ApiError::bad_request("invalid_path", e.body_text()))
     }
 }
+
+/// The raw body, for handlers that parse it themselves; an unreadable or oversized body is JSON.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                ApiError::new(
+                    e.status(),
+                    "invalid_body",
+                    format!("the body could not be read: {}", e.body_text()),
+                )
+            })
+    }
+}

@@ -2,7 +2,6 @@
 //! trigger path as an external cron call — so slot de-duplication keeps it safe even when every
 //! replica runs one.
 
-use chrono::Utc;
 use tokio::sync::watch;
 
 use crate::engine::TriggerRequest;
@@ -21,8 +20,8 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     }
     tracing::info!(bots = entries.len(), "internal scheduler running");
     loop {
-        let now = Utc::now();
-        let fires: Vec<(&str, chrono::DateTime<Utc>)> = entries
+        let now = state.clock.now();
+        let fires: Vec<(&str, chrono::DateTime<chrono::Utc>)> = entries
             .iter()
             .map(|(b, s)| (b.as_str(), s.next_after(now)))
             .collect();

@@ -3,6 +3,8 @@
 
 mod api;
 mod common;
+mod compliance;
 mod engine;
 mod multiprocess;
+mod pulse;
 mod startup;

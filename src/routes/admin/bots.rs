@@ -1,6 +1,5 @@
 //! Bots: list, pause, resume, config.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -9,7 +8,7 @@ use serde_json::{json, Value};
 use super::{audit, Origin};
 use crate::auth::{Admin, Operator, Viewer};
 use crate::error::ApiError;
-use crate::extract::Path;
+use crate::extract::{Path, RawBody};
 use crate::health::BotState;
 use crate::routes::bots::unknown_bot;
 use crate::state::AppState;
@@ -127,7 +126,7 @@ async fn put_config(
     Admin(caller): Admin,
     origin: Origin,
     Path(name): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let bot = state
         .bots

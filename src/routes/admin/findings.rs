@@ -1,6 +1,5 @@
 //! Findings: list with filters; resolve one by hand.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -10,7 +9,7 @@ use serde_json::{json, Value};
 use super::{audit, decode_cursor, known_bot, limit, page, Origin};
 use crate::auth::{Operator, Viewer};
 use crate::error::ApiError;
-use crate::extract::{Path, Query};
+use crate::extract::{Path, Query, RawBody};
 use crate::state::AppState;
 use crate::store::{FindingQuery, Severity};
 
@@ -69,7 +68,7 @@ async fn resolve(
     Operator(caller): Operator,
     origin: Origin,
     Path(id): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<Value>, ApiError> {
     let body: ResolveBody = if body.iter().all(u8::is_ascii_whitespace) {
         ResolveBody::default()
