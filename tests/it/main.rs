@@ -1,6 +1,7 @@
 //! botfleet's test suite: every test body runs on SQLite, and on PostgreSQL when
 //! `TEST_DATABASE_URL` is set. One binary, so the crate links once.
 
+mod admin;
 mod api;
 mod common;
 mod compliance;
