@@ -22,6 +22,10 @@ pub struct Config {
     pub cron_secret: Option<String>,
     pub jwt_secret: Option<String>,
     pub site_url: Option<String>,
+    /// Paths under `SITE_URL` sentinel watches by default (`SITE_CRITICAL_PATHS`, default `/`).
+    pub site_critical_paths: Vec<String>,
+    /// More trusted roots for the HTTP probes (`PROBE_CA_FILE`, PEM).
+    pub probe_ca_file: Option<PathBuf>,
     pub retention_days: u32,
     pub status_public: bool,
     pub metrics_token: Option<String>,
@@ -215,6 +219,35 @@ impl Config {
             }
         };
 
+        let site_critical_paths: Vec<String> = match env.get("SITE_CRITICAL_PATHS") {
+            None => vec!["/".to_string()],
+            Some(raw) => {
+                let paths: Vec<String> = raw
+                    .split(',')
+                    .map(|p| p.trim().to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                if paths.is_empty() || paths.iter().any(|p| !p.starts_with('/')) {
+                    return Err(bad(
+                        "SITE_CRITICAL_PATHS",
+                        &raw,
+                        "must be paths starting with /, separated by commas",
+                        "SITE_CRITICAL_PATHS=/,/pricing,/docs",
+                    ));
+                }
+                paths
+            }
+        };
+        let probe_ca_file = env.get("PROBE_CA_FILE").map(PathBuf::from);
+        if let Some(path) = &probe_ca_file {
+            if let Err(problem) = crate::probes::tls::Tls::new(Some(path)) {
+                return Err(ConfigError(format!(
+                    "invalid PROBE_CA_FILE={}: {problem}; example: PROBE_CA_FILE=/etc/ssl/private-ca.pem",
+                    path.display()
+                )));
+            }
+        }
+
         let retention_days = env.parse(
             "RETENTION_DAYS",
             30u32,
@@ -327,6 +360,8 @@ impl Config {
             cron_secret,
             jwt_secret,
             site_url,
+            site_critical_paths,
+            probe_ca_file,
             retention_days,
             status_public,
             metrics_token,

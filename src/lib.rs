@@ -15,6 +15,7 @@ pub mod extract;
 pub mod health;
 pub mod host;
 pub mod metrics;
+pub mod probes;
 pub mod process;
 pub mod routes;
 pub mod schedule;
@@ -22,6 +23,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod state;
 pub mod store;
+pub mod targets;
 
 use std::sync::Arc;
 use std::time::Instant;

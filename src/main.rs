@@ -322,12 +322,20 @@ async fn serve(
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
-    // Leases that expire with nobody calling again are still marked abandoned.
+    // Leases that expire with nobody calling again are still marked abandoned; target history
+    // is folded once an hour.
     let sweeper = {
         let engine = state.engine.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
+            let mut last_fold: Option<std::time::Instant> = None;
             loop {
+                if last_fold.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                    match engine.fold_history().await {
+                        Ok(_) => last_fold = Some(std::time::Instant::now()),
+                        Err(e) => tracing::warn!(error = %e, "folding target history failed"),
+                    }
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(15)) => {}
                     _ = stop.changed() => return,

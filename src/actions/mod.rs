@@ -2,6 +2,8 @@
 //! gives it parameters; the engine applies it, re-checks, and records the result.
 
 pub mod drop_caches;
+pub mod http_hook;
+pub mod purge_cache;
 pub mod shed_load;
 
 use std::sync::Arc;
@@ -92,5 +94,7 @@ pub fn registry() -> Actions {
     Actions::new(vec![
         Arc::new(shed_load::ShedLoad),
         Arc::new(drop_caches::DropCaches),
+        Arc::new(http_hook::HttpHook),
+        Arc::new(purge_cache::PurgeCache),
     ])
 }

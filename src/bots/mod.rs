@@ -2,6 +2,9 @@
 //! all recording, so a bot file reads as "what it checks".
 
 pub mod pulse;
+pub mod sentinel;
+pub mod sentinel_api;
+mod web;
 
 use std::sync::Arc;
 
@@ -85,7 +88,11 @@ impl Registry {
 
 /// Every bot botfleet ships.
 pub fn registry() -> Registry {
-    Registry::new(vec![Arc::new(pulse::Pulse::default())])
+    Registry::new(vec![
+        Arc::new(pulse::Pulse::default()),
+        Arc::new(sentinel::Sentinel),
+        Arc::new(sentinel_api::SentinelApi),
+    ])
 }
 
 /// Reads a config document as `T`, turning serde's complaint into a field error with its path.

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::probes::Prober;
 use crate::process::Process;
 use crate::store::{Severity, Store, TargetObservation};
 
@@ -124,6 +125,8 @@ pub struct PassContext {
     pub config: Value,
     pub env: Arc<Config>,
     pub http: reqwest::Client,
+    /// HTTP probes with timings and certificate dates (see `probes`).
+    pub prober: Arc<Prober>,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub process: Arc<Process>,
@@ -140,6 +143,7 @@ impl PassContext {
         config: Value,
         env: Arc<Config>,
         http: reqwest::Client,
+        prober: Arc<Prober>,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         process: Arc<Process>,
@@ -152,6 +156,7 @@ impl PassContext {
             config,
             env,
             http,
+            prober,
             store,
             clock,
             process,
@@ -169,6 +174,7 @@ impl PassContext {
             self.config.clone(),
             self.env.clone(),
             self.http.clone(),
+            self.prober.clone(),
             self.store.clone(),
             self.clock.clone(),
             self.process.clone(),
@@ -212,6 +218,19 @@ impl PassContext {
     pub fn data(&self, key: &str, value: impl Serialize) {
         let v = serde_json::to_value(value).unwrap_or(Value::Null);
         self.obs.lock().unwrap().data.insert(key.to_string(), v);
+    }
+
+    /// A figure under a section of the report: `data[section][key] = value`.
+    pub fn data_in(&self, section: &str, key: &str, value: impl Serialize) {
+        let v = serde_json::to_value(value).unwrap_or(Value::Null);
+        let mut o = self.obs.lock().unwrap();
+        let entry = o
+            .data
+            .entry(section.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = entry {
+            m.insert(key.to_string(), v);
+        }
     }
 
     pub fn target(&self, t: TargetObservation) {

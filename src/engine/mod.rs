@@ -94,6 +94,7 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     pub events: Events,
     pub http: reqwest::Client,
+    pub prober: Arc<crate::probes::Prober>,
     pub knowledge: Arc<heal::KnowledgeCache>,
     background: Background,
 }
@@ -118,6 +119,11 @@ impl Engine {
             .expect("an HTTP client with default TLS settings");
         let knowledge = Arc::new(heal::KnowledgeCache::default());
         process.register_cache(knowledge.clone());
+        // PROBE_CA_FILE was checked when the configuration was read.
+        let prober = Arc::new(
+            crate::probes::Prober::new(config.probe_ca_file.as_deref())
+                .expect("the probe TLS set-up was validated"),
+        );
         Self {
             store,
             bots,
@@ -129,6 +135,7 @@ impl Engine {
             metrics,
             events,
             http,
+            prober,
             knowledge,
             background: Background::default(),
         }
@@ -613,6 +620,7 @@ impl Engine {
             config,
             self.config.clone(),
             self.http.clone(),
+            self.prober.clone(),
             self.store.clone(),
             self.clock.clone(),
             self.process.clone(),
@@ -631,6 +639,33 @@ impl Engine {
             self.process.changed();
         }
         Ok(abandoned.len())
+    }
+
+    /// Keeps target history bounded: hourly stats older than 48 hours fold into daily rows,
+    /// daily rows older than 400 days go, targets not checked for 30 days are forgotten.
+    pub async fn fold_history(&self) -> Result<crate::store::FoldReport, StoreError> {
+        let now = self.clock.now();
+        let report = self
+            .store
+            .fold_target_stats(
+                now - chrono::Duration::hours(48),
+                now - chrono::Duration::days(400),
+                now - chrono::Duration::days(30),
+            )
+            .await?;
+        if report.hourly_rows_folded > 0
+            || report.targets_forgotten > 0
+            || report.daily_rows_dropped > 0
+        {
+            tracing::info!(
+                hourly_rows_folded = report.hourly_rows_folded,
+                daily_rows_written = report.daily_rows_written,
+                daily_rows_dropped = report.daily_rows_dropped,
+                targets_forgotten = report.targets_forgotten,
+                "target history folded"
+            );
+        }
+        Ok(report)
     }
 
     /// Waits (up to `limit`) for passes running in the background to finish.

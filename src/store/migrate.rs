@@ -20,11 +20,13 @@ macro_rules! migrations {
 pub const SQLITE: &[Migration] = migrations!("sqlite":
     1 => "0001_init",
     2 => "0002_seed_knowledge",
+    3 => "0003_target_latency_and_purge",
 );
 
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 => "0001_init",
     2 => "0002_seed_knowledge",
+    3 => "0003_target_latency_and_purge",
 );
 
 #[cfg(test)]

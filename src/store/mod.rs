@@ -180,6 +180,23 @@ pub trait Store: Send + Sync + 'static {
         since: NaiveDate,
     ) -> Result<Vec<DailyMetricsRow>>;
     async fn list_targets(&self) -> Result<Vec<TargetRow>>;
+    async fn get_target(&self, bot: &str, target: &str) -> Result<Option<TargetRow>>;
+    /// Stats buckets starting at or after `since`, optionally for one bot and one target.
+    async fn target_stats(
+        &self,
+        bot: Option<&str>,
+        target: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<TargetStat>>;
+    /// Keeps history bounded: hourly rows before `hourly_before` fold into daily rows (in
+    /// batches, one transaction each), daily rows before `daily_before` go, and targets not
+    /// checked since `stale_before` are forgotten with their stats.
+    async fn fold_target_stats(
+        &self,
+        hourly_before: DateTime<Utc>,
+        daily_before: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<FoldReport>;
 }
 
 /// Opens the store the URL names (`sqlite:` or `postgres://`), creating a SQLite file and its

@@ -539,3 +539,59 @@ pub fn pass_timeout_ms(config: Option<&Value>, default_ms: i64) -> i64 {
         .filter(|v| *v > 0)
         .unwrap_or(default_ms)
 }
+
+/// Upper bounds (ms) of the latency histogram kept per target and bucket; a 14th bucket holds
+/// everything slower.
+pub const LATENCY_BOUNDS_MS: [f64; 13] = [
+    25.0, 50.0, 100.0, 200.0, 300.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0, 5000.0, 10000.0,
+];
+
+/// The histogram's columns in `bot_target_stats`, in bucket order.
+pub const LATENCY_COLUMNS: [&str; 14] = [
+    "lat_le_25",
+    "lat_le_50",
+    "lat_le_100",
+    "lat_le_200",
+    "lat_le_300",
+    "lat_le_500",
+    "lat_le_750",
+    "lat_le_1000",
+    "lat_le_1500",
+    "lat_le_2000",
+    "lat_le_3000",
+    "lat_le_5000",
+    "lat_le_10000",
+    "lat_le_inf",
+];
+
+/// The histogram bucket a latency falls in.
+pub fn latency_bucket(ms: f64) -> usize {
+    LATENCY_BOUNDS_MS
+        .iter()
+        .position(|b| ms <= *b)
+        .unwrap_or(LATENCY_BOUNDS_MS.len())
+}
+
+/// One bucket (an hour, or a day once older than 48 hours) of a target's results.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetStat {
+    pub bot: String,
+    pub target: String,
+    pub granularity: String,
+    pub bucket_start: DateTime<Utc>,
+    pub checks: i64,
+    pub failures: i64,
+    /// Sum of the latencies measured (checks that got no answer have none).
+    pub latency_sum_ms: f64,
+    pub latency_max_ms: f64,
+    pub latency_buckets: [i64; 14],
+}
+
+/// What a fold of target history did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FoldReport {
+    pub hourly_rows_folded: u64,
+    pub daily_rows_written: u64,
+    pub daily_rows_dropped: u64,
+    pub targets_forgotten: u64,
+}

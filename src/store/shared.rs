@@ -223,19 +223,24 @@ impl StoreImpl {
             }
             q.execute(&mut **tx).await?;
 
-            let mut sql = String::from(
+            let lat_cols = LATENCY_COLUMNS.join(", ");
+            let mut sql = format!(
                 "INSERT INTO bot_target_stats (bot_id, target, granularity, bucket_start, checks, \
-                 failures, latency_sum_ms, latency_max_ms) VALUES ",
+                 failures, latency_sum_ms, latency_max_ms, {lat_cols}) VALUES "
             );
             let rows: Vec<String> = (0..chunk.len())
                 .map(|i| {
-                    let b = 3 + i * 3;
+                    let b = 3 + i * 4;
+                    let lat: Vec<String> = (0..LATENCY_COLUMNS.len())
+                        .map(|k| format!("CASE WHEN ${} = {k} THEN 1 ELSE 0 END", b + 3))
+                        .collect();
                     format!(
-                        "($1, ${}, 'hour', $2, 1, ${}, ${}, ${})",
+                        "($1, ${}, 'hour', $2, 1, ${}, ${}, ${}, {})",
                         b,
                         b + 1,
                         b + 2,
-                        b + 2
+                        b + 2,
+                        lat.join(", ")
                     )
                 })
                 .collect();
@@ -248,12 +253,20 @@ impl StoreImpl {
                  latency_max_ms = CASE WHEN excluded.latency_max_ms > bot_target_stats.latency_max_ms \
                      THEN excluded.latency_max_ms ELSE bot_target_stats.latency_max_ms END",
             );
+            for c in LATENCY_COLUMNS {
+                sql.push_str(&format!(", {c} = bot_target_stats.{c} + excluded.{c}"));
+            }
             let mut q = sqlx::query(&sql).bind(bot_id).bind(hour);
             for t in chunk {
                 q = q
                     .bind(&t.target)
                     .bind(if t.up { 0i64 } else { 1i64 })
-                    .bind(t.latency_ms.unwrap_or(0.0));
+                    .bind(t.latency_ms.unwrap_or(0.0))
+                    .bind(
+                        t.latency_ms
+                            .map(|ms| latency_bucket(ms) as i64)
+                            .unwrap_or(-1),
+                    );
             }
             q.execute(&mut **tx).await?;
         }
@@ -1060,15 +1073,200 @@ impl Store for StoreImpl {
     }
 
     async fn list_targets(&self) -> Result<Vec<TargetRow>> {
-        Ok(sqlx::query_as(
-            "SELECT b.name AS bot, t.target, t.up, t.status_code, t.latency_ms, t.error, \
-             t.cert_expires_at, t.consecutive_failures, t.last_checked_at, t.last_change_at, t.metadata \
-             FROM bot_targets t JOIN bots b ON b.id = t.bot_id ORDER BY b.name, t.target",
+        let sql = format!("{TARGET_SELECT} ORDER BY b.name, t.target");
+        Ok(sqlx::query_as(&sql).fetch_all(self.reader()).await?)
+    }
+
+    async fn get_target(&self, bot: &str, target: &str) -> Result<Option<TargetRow>> {
+        let sql = format!("{TARGET_SELECT} WHERE b.name = $1 AND t.target = $2");
+        Ok(sqlx::query_as(&sql)
+            .bind(bot)
+            .bind(target)
+            .fetch_optional(self.reader())
+            .await?)
+    }
+
+    async fn target_stats(
+        &self,
+        bot: Option<&str>,
+        target: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<TargetStat>> {
+        let sql = format!(
+            "SELECT b.name AS bot, {} FROM bot_target_stats s JOIN bots b ON b.id = s.bot_id \
+             WHERE ($1 IS NULL OR b.name = $1) AND ($2 IS NULL OR s.target = $2) AND s.bucket_start >= $3 \
+             ORDER BY b.name, s.target, s.bucket_start",
+            stats_columns()
+        );
+        let rows = sqlx::query(&sql)
+            .bind(bot)
+            .bind(target)
+            .bind(since)
+            .fetch_all(self.reader())
+            .await?;
+        rows.iter().map(stat_from_row).collect()
+    }
+
+    async fn fold_target_stats(
+        &self,
+        hourly_before: DateTime<Utc>,
+        daily_before: DateTime<Utc>,
+        stale_before: DateTime<Utc>,
+    ) -> Result<FoldReport> {
+        use std::collections::BTreeMap;
+        let mut report = FoldReport::default();
+        let lat_cols = LATENCY_COLUMNS.join(", ");
+        let select = format!(
+            "SELECT s.bot_id AS bot, {} FROM bot_target_stats s WHERE s.granularity = 'hour' \
+             AND s.bucket_start < $1 ORDER BY s.bot_id, s.target, s.bucket_start LIMIT 2000",
+            stats_columns()
+        );
+        let mut upsert = format!(
+            "INSERT INTO bot_target_stats (bot_id, target, granularity, bucket_start, checks, failures, \
+             latency_sum_ms, latency_max_ms, {lat_cols}) VALUES ($1, $2, 'day', $3, $4, $5, $6, $7, {}) \
+             ON CONFLICT (bot_id, target, granularity, bucket_start) DO UPDATE SET \
+             checks = bot_target_stats.checks + excluded.checks, \
+             failures = bot_target_stats.failures + excluded.failures, \
+             latency_sum_ms = bot_target_stats.latency_sum_ms + excluded.latency_sum_ms, \
+             latency_max_ms = CASE WHEN excluded.latency_max_ms > bot_target_stats.latency_max_ms \
+                 THEN excluded.latency_max_ms ELSE bot_target_stats.latency_max_ms END",
+            placeholders(8, LATENCY_COLUMNS.len())
+        );
+        for c in LATENCY_COLUMNS {
+            upsert.push_str(&format!(", {c} = bot_target_stats.{c} + excluded.{c}"));
+        }
+        loop {
+            let mut tx = self.write_tx().await?;
+            let rows = sqlx::query(&select)
+                .bind(hourly_before)
+                .fetch_all(&mut *tx)
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            let hours: Vec<TargetStat> = rows.iter().map(stat_from_row).collect::<Result<_>>()?;
+            report.hourly_rows_folded += hours.len() as u64;
+            // (bot id, target, day) → the day's totals; (bot id, target) → last hour folded.
+            let mut days: BTreeMap<(String, String, DateTime<Utc>), TargetStat> = BTreeMap::new();
+            let mut last: BTreeMap<(String, String), DateTime<Utc>> = BTreeMap::new();
+            for h in hours {
+                let day = h
+                    .bucket_start
+                    .date_naive()
+                    .and_hms_opt(0, 0, 0)
+                    .expect("midnight")
+                    .and_utc();
+                last.insert((h.bot.clone(), h.target.clone()), h.bucket_start);
+                let d = days
+                    .entry((h.bot.clone(), h.target.clone(), day))
+                    .or_insert_with(|| TargetStat {
+                        checks: 0,
+                        failures: 0,
+                        latency_sum_ms: 0.0,
+                        latency_max_ms: 0.0,
+                        latency_buckets: [0; 14],
+                        granularity: "day".into(),
+                        bucket_start: day,
+                        ..h.clone()
+                    });
+                d.checks += h.checks;
+                d.failures += h.failures;
+                d.latency_sum_ms += h.latency_sum_ms;
+                d.latency_max_ms = d.latency_max_ms.max(h.latency_max_ms);
+                for (a, b) in d.latency_buckets.iter_mut().zip(h.latency_buckets) {
+                    *a += b;
+                }
+            }
+            for ((bot_id, target, day), d) in &days {
+                let mut q = sqlx::query(&upsert)
+                    .bind(bot_id)
+                    .bind(target)
+                    .bind(*day)
+                    .bind(d.checks)
+                    .bind(d.failures)
+                    .bind(d.latency_sum_ms)
+                    .bind(d.latency_max_ms);
+                for n in d.latency_buckets {
+                    q = q.bind(n);
+                }
+                q.execute(&mut *tx).await?;
+                report.daily_rows_written += 1;
+            }
+            for ((bot_id, target), until) in &last {
+                sqlx::query(
+                    "DELETE FROM bot_target_stats WHERE granularity = 'hour' AND bot_id = $1 \
+                     AND target = $2 AND bucket_start <= $3",
+                )
+                .bind(bot_id)
+                .bind(target)
+                .bind(*until)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        }
+        let mut tx = self.write_tx().await?;
+        report.daily_rows_dropped = sqlx::query(
+            "DELETE FROM bot_target_stats WHERE granularity = 'day' AND bucket_start < $1",
         )
-        .fetch_all(self.reader())
-        .await?)
+        .bind(daily_before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM bot_target_stats WHERE EXISTS (SELECT 1 FROM bot_targets t \
+             WHERE t.bot_id = bot_target_stats.bot_id AND t.target = bot_target_stats.target \
+             AND t.last_checked_at < $1)",
+        )
+        .bind(stale_before)
+        .execute(&mut *tx)
+        .await?;
+        report.targets_forgotten =
+            sqlx::query("DELETE FROM bot_targets WHERE last_checked_at < $1")
+                .bind(stale_before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(report)
     }
 }
+
+/// Reads a `bot_target_stats` row selected with `STATS_COLUMNS`.
+fn stat_from_row(row: &<Db as sqlx::Database>::Row) -> Result<TargetStat> {
+    use sqlx::Row;
+    let mut latency_buckets = [0i64; 14];
+    for (i, c) in LATENCY_COLUMNS.iter().enumerate() {
+        latency_buckets[i] = row.try_get(*c)?;
+    }
+    Ok(TargetStat {
+        bot: row.try_get("bot")?,
+        target: row.try_get("target")?,
+        granularity: row.try_get("granularity")?,
+        bucket_start: row.try_get("bucket_start")?,
+        checks: row.try_get("checks")?,
+        failures: row.try_get("failures")?,
+        latency_sum_ms: row.try_get("latency_sum_ms")?,
+        latency_max_ms: row.try_get("latency_max_ms")?,
+        latency_buckets,
+    })
+}
+
+fn stats_columns() -> String {
+    format!(
+        "s.target, s.granularity, s.bucket_start, s.checks, s.failures, s.latency_sum_ms, \
+         s.latency_max_ms, {}",
+        LATENCY_COLUMNS
+            .iter()
+            .map(|c| format!("s.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+const TARGET_SELECT: &str = "SELECT b.name AS bot, t.target, t.up, t.status_code, t.latency_ms, \
+     t.error, t.cert_expires_at, t.consecutive_failures, t.last_checked_at, t.last_change_at, \
+     t.metadata FROM bot_targets t JOIN bots b ON b.id = t.bot_id";
 
 fn split_cursor(c: &Option<(DateTime<Utc>, String)>) -> (Option<DateTime<Utc>>, Option<String>) {
     match c {

@@ -8,4 +8,6 @@ mod compliance;
 mod engine;
 mod multiprocess;
 mod pulse;
+mod sentinel;
+mod sentinel_api;
 mod startup;

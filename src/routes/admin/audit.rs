@@ -1,4 +1,4 @@
-//! The audit log (auth failures, refusals, admin changes), daily metrics, and targets.
+//! The audit log (auth failures, refusals, admin changes) and daily metrics.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -17,7 +17,6 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/admin/audit", get(audit_log))
         .route("/api/admin/metrics/daily", get(daily))
-        .route("/api/admin/targets", get(targets))
 }
 
 #[derive(Deserialize)]
@@ -79,10 +78,4 @@ async fn daily(
     let since = state.clock.now().date_naive() - chrono::Duration::days(days - 1);
     let rows = state.store.daily_metrics(bot.as_deref(), since).await?;
     Ok(Json(json!({ "since": since, "days": rows })))
-}
-
-async fn targets(State(state): State<AppState>, _v: Viewer) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({ "targets": state.store.list_targets().await? }),
-    ))
 }

@@ -7,6 +7,7 @@ mod events;
 mod executions;
 mod findings;
 mod knowledge;
+mod targets;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(knowledge::router())
         .merge(audit::router())
         .merge(events::router())
+        .merge(targets::router())
 }
 
 /// Where a request came from, for the audit log.

@@ -5,6 +5,7 @@
 pub mod bots;
 pub mod metrics;
 pub mod process;
+pub mod site;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,6 +56,13 @@ macro_rules! both_backends {
 
 pub const CRON_SECRET: &str = "test-cron-secret-0123456789";
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
+
+/// The certificate authority every HTTPS test site is signed by; the harness trusts it
+/// through `PROBE_CA_FILE`.
+pub fn test_ca() -> &'static site::Ca {
+    static CA: std::sync::OnceLock<site::Ca> = std::sync::OnceLock::new();
+    CA.get_or_init(site::Ca::new)
+}
 
 /// Where every test's clock starts: 10 seconds into a */5 slot.
 pub fn start_time() -> chrono::DateTime<Utc> {
@@ -147,6 +155,7 @@ impl Harness {
         adjust: impl FnOnce(&mut Config),
     ) -> Harness {
         let mut config = Config::for_tests(dir.path().to_path_buf(), url.clone());
+        config.probe_ca_file = Some(test_ca().pem_path.clone());
         adjust(&mut config);
         let store: Arc<dyn Store> = botfleet::store::connect(&url, 10)
             .await
@@ -160,6 +169,8 @@ impl Harness {
             ("slow", "*/5 * * * *"),
             ("flaky", "*/5 * * * *"),
             ("shedcheck", "*/5 * * * *"),
+            ("sentinel", "*/2 * * * *"),
+            ("sentinel-api", "*/3 * * * *"),
         ])
         .unwrap();
         let state = botfleet::assemble(botfleet::Parts {
