@@ -3,7 +3,6 @@
 //! pattern, the error rate over the last hour, and the TLS certificate's days left. Its
 //! auto-fix is the purge hook on a 5xx (`purge_cache` in the knowledge base), then a re-check.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,7 +17,7 @@ use crate::engine::{BotError, FindingDraft, PassContext};
 use crate::error::FieldError;
 use crate::probes::checks::BodyMatch;
 use crate::probes::{host_key, run_all, DnsCache, Limits, Outcome, Request};
-use crate::store::{Severity, TargetStat};
+use crate::store::Severity;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -285,7 +284,8 @@ impl Bot for Sentinel {
             ctx.note("no targets configured: set SITE_URL (and SITE_CRITICAL_PATHS), or targets in sentinel's config");
             return Ok(());
         }
-        let history = web::history(ctx, chrono::Duration::hours(1)).await?;
+        // Read while the first probes are under way; every check awaits the same read.
+        let history = web::shared_history(ctx, chrono::Duration::hours(1));
         let dns = DnsCache::default();
         let limits = Limits {
             concurrency: c.concurrency,
@@ -295,10 +295,14 @@ impl Bot for Sentinel {
             &c.targets,
             limits,
             |t| host_key(&t.url),
-            |t| check_target(ctx, &c, t, &dns, Some(&history)),
+            |t| {
+                let history = history.clone();
+                let (c, dns) = (&c, &dns);
+                async move { check_target(ctx, c, t, dns, Some(history)).await }
+            },
         )
         .await;
-        Ok(())
+        history.await.map(|_| ())
     }
 
     async fn recheck(
@@ -332,7 +336,7 @@ async fn check_target(
     c: &SentinelConfig,
     t: &Target,
     dns: &DnsCache,
-    history: Option<&HashMap<String, Vec<TargetStat>>>,
+    history: Option<web::SharedHistory<'_>>,
 ) {
     let component = format!("target:{}", t.name);
     let timeout = Duration::from_millis(t.timeout_ms.unwrap_or(c.timeout_ms)).min(ctx.remaining());
@@ -476,9 +480,14 @@ async fn check_target(
         }
     }
 
+    // The history was read while this probe ran.
+    let history = match history {
+        Some(read) => read.await.ok(),
+        None => None,
+    };
     // The error rate over the last hour, this check included.
     let latency = outcome.as_ref().ok().map(|r| r.timings.total_ms);
-    if let Some(history) = history {
+    if let Some(history) = history.as_deref() {
         let w = web::window_with(
             history,
             &t.name,

@@ -3,7 +3,7 @@
 //! rate-limit headers; retries with backoff before a failure counts (each a `retry_check`
 //! action); success rate and p95 latency per endpoint over 1 h and 24 h.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,7 +21,7 @@ use crate::probes::checks::{
     check_assertions, content_type_matches, cors_problems, rate_limit, Assertion,
 };
 use crate::probes::{host_key, run_all, DnsCache, Limits, Outcome, Request};
-use crate::store::{Severity, TargetStat};
+use crate::store::Severity;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -251,7 +251,8 @@ impl Bot for SentinelApi {
             ctx.note("no endpoints configured: add endpoints to sentinel-api's config");
             return Ok(());
         }
-        let history = web::history(ctx, chrono::Duration::hours(24)).await?;
+        // Read while the first probes are under way; every check awaits the same read.
+        let history = web::shared_history(ctx, chrono::Duration::hours(24));
         let dns = DnsCache::default();
         let limits = Limits {
             concurrency: c.concurrency,
@@ -261,10 +262,14 @@ impl Bot for SentinelApi {
             &c.endpoints,
             limits,
             |e| host_key(&e.url),
-            |e| check_endpoint(ctx, &c, e, &dns, Some(&history)),
+            |e| {
+                let history = history.clone();
+                let (c, dns) = (&c, &dns);
+                async move { check_endpoint(ctx, c, e, dns, Some(history)).await }
+            },
         )
         .await;
-        Ok(())
+        history.await.map(|_| ())
     }
 
     async fn recheck(
@@ -344,7 +349,7 @@ async fn check_endpoint(
     c: &ApiConfig,
     e: &Endpoint,
     dns: &DnsCache,
-    history: Option<&HashMap<String, Vec<TargetStat>>>,
+    history: Option<web::SharedHistory<'_>>,
 ) {
     let component = format!("endpoint:{}", e.name);
     let per_try = Duration::from_millis(e.timeout_ms.unwrap_or(c.timeout_ms));
@@ -593,8 +598,13 @@ async fn check_endpoint(
         }
     }
 
+    // The history was read while this probe ran.
+    let history = match history {
+        Some(read) => read.await.ok(),
+        None => None,
+    };
     let latency = outcome.as_ref().ok().map(|r| r.timings.total_ms);
-    if let Some(history) = history {
+    if let Some(history) = history.as_deref() {
         let h1 = web::window_with(
             history,
             &e.name,

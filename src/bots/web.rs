@@ -84,6 +84,21 @@ pub fn cert_finding(
     )
 }
 
+/// Target history by target, shared by every check of a pass.
+pub type History = std::sync::Arc<HashMap<String, Vec<TargetStat>>>;
+
+/// History being read: cloned into every check, awaited once its probe is done.
+pub type SharedHistory<'a> =
+    futures_util::future::Shared<futures_util::future::BoxFuture<'a, Result<History, BotError>>>;
+
+/// The bot's history read once, while the first probes are under way.
+pub fn shared_history(ctx: &PassContext, span: Duration) -> SharedHistory<'_> {
+    use futures_util::FutureExt;
+    async move { history(ctx, span).await.map(std::sync::Arc::new) }
+        .boxed()
+        .shared()
+}
+
 /// The bot's target history since `span` ago, by target.
 pub async fn history(
     ctx: &PassContext,

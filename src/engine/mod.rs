@@ -459,7 +459,7 @@ impl Engine {
             issues_found: report.issues_found,
             actions_taken: report.actions_taken,
             error_message: error,
-            metadata: json!({ "report": &report }),
+            metadata: json!({ "report": stored_report(&report) }),
             next_execution_at: self
                 .schedules
                 .get(name)
@@ -672,6 +672,46 @@ impl Engine {
     pub async fn drain(&self, limit: Duration) -> bool {
         self.background.wait_idle(limit).await
     }
+}
+
+/// Reports kept with executions stay small: past this, the bot's figures (`data`) are left
+/// out of the stored copy. Per-target results live on in `bot_targets` and their stats.
+const STORED_DATA_LIMIT: usize = 64 * 1024;
+
+/// The report as the execution keeps it.
+fn stored_report(report: &PassReport) -> Value {
+    let size = json_size(&report.data);
+    let mut kept = report.clone_without_data();
+    if size > STORED_DATA_LIMIT {
+        let sections: Vec<&str> = report.data.keys().map(String::as_str).collect();
+        kept.data.insert(
+            "omitted".into(),
+            json!(format!(
+                "{size} bytes of figures ({}) were sent with the answer but not stored; per-target results are at /api/admin/targets",
+                sections.join(", ")
+            )),
+        );
+    } else {
+        kept.data = report.data.clone();
+    }
+    json!(kept)
+}
+
+/// Serialised size, without keeping the bytes.
+fn json_size(v: &impl serde::Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 /// The config without the engine's keys: what the bot itself reads and validates.

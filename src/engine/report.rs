@@ -76,6 +76,35 @@ pub struct PassReport {
     pub replayed: bool,
 }
 
+impl PassReport {
+    /// A copy with empty `data` (the figures can be large).
+    pub fn clone_without_data(&self) -> PassReport {
+        PassReport {
+            execution_id: self.execution_id.clone(),
+            bot: self.bot.clone(),
+            status: self.status.clone(),
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+            execution_time_ms: self.execution_time_ms,
+            checks_performed: self.checks_performed,
+            issues_found: self.issues_found,
+            actions_taken: self.actions_taken,
+            findings: self.findings.clone(),
+            actions: self.actions.clone(),
+            resolved: self.resolved.clone(),
+            notes: self.notes.clone(),
+            data: Map::new(),
+            error: self.error.clone(),
+            dry_run: self.dry_run,
+            forced: self.forced,
+            slot_at: self.slot_at,
+            triggered_by: self.triggered_by.clone(),
+            planned_actions: self.planned_actions.clone(),
+            replayed: self.replayed,
+        }
+    }
+}
+
 /// A trigger that ran nothing, and why. Not an error for a cron caller: answered with 200.
 #[derive(Debug, Clone, Serialize)]
 pub struct SkipReport {

@@ -91,17 +91,18 @@ where
 {
     let global = Arc::new(Semaphore::new(limits.concurrency.max(1)));
     let mut hosts: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let work = &work;
     let jobs = items.iter().map(|item| {
         let host = hosts
             .entry(host_of(item))
             .or_insert_with(|| Arc::new(Semaphore::new(limits.per_host.max(1))))
             .clone();
         let global = global.clone();
-        let fut = work(item);
         async move {
             let _h = host.acquire_owned().await.expect("never closed");
             let _g = global.acquire_owned().await.expect("never closed");
-            fut.await
+            // Made (and boxed) only once it may run: a thousand waiting items stay small.
+            Box::pin(work(item)).await
         }
     });
     let jobs: Vec<_> = jobs.collect();

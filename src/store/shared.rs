@@ -156,123 +156,6 @@ impl StoreImpl {
         Ok(())
     }
 
-    /// Per-target state and the hour's stats, a few hundred rows per statement.
-    async fn write_targets(
-        tx: &mut Tx,
-        bot_id: &str,
-        now: DateTime<Utc>,
-        targets: &[TargetObservation],
-    ) -> Result<()> {
-        // One row per target per statement (PostgreSQL refuses to touch a row twice in one).
-        let mut unique: Vec<&TargetObservation> = Vec::with_capacity(targets.len());
-        let mut seen = std::collections::HashSet::new();
-        for t in targets.iter().rev() {
-            if seen.insert(t.target.as_str()) {
-                unique.push(t);
-            }
-        }
-        unique.reverse();
-        let hour = now
-            .date_naive()
-            .and_hms_opt(now.time().hour(), 0, 0)
-            .expect("a valid hour")
-            .and_utc();
-        for chunk in unique.chunks(500) {
-            let mut sql = String::from(
-                "INSERT INTO bot_targets (bot_id, target, up, status_code, latency_ms, error, \
-                 cert_expires_at, consecutive_failures, last_checked_at, last_change_at, metadata) VALUES ",
-            );
-            let mut rows = Vec::with_capacity(chunk.len());
-            for i in 0..chunk.len() {
-                let b = 3 + i * 7;
-                rows.push(format!(
-                    "($1, ${}, ${}, ${}, ${}, ${}, ${}, CASE WHEN ${} THEN 0 ELSE 1 END, $2, $2, ${})",
-                    b,
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 1,
-                    b + 6
-                ));
-            }
-            sql.push_str(&rows.join(", "));
-            sql.push_str(
-                " ON CONFLICT (bot_id, target) DO UPDATE SET up = excluded.up, \
-                 status_code = excluded.status_code, latency_ms = excluded.latency_ms, \
-                 error = excluded.error, \
-                 cert_expires_at = COALESCE(excluded.cert_expires_at, bot_targets.cert_expires_at), \
-                 consecutive_failures = CASE WHEN excluded.up THEN 0 \
-                     ELSE bot_targets.consecutive_failures + 1 END, \
-                 last_checked_at = excluded.last_checked_at, \
-                 last_change_at = CASE WHEN excluded.up = bot_targets.up \
-                     THEN bot_targets.last_change_at ELSE excluded.last_checked_at END, \
-                 metadata = excluded.metadata",
-            );
-            let mut q = sqlx::query(&sql).bind(bot_id).bind(now);
-            for t in chunk {
-                q = q
-                    .bind(&t.target)
-                    .bind(t.up)
-                    .bind(t.status_code)
-                    .bind(t.latency_ms)
-                    .bind(&t.error)
-                    .bind(t.cert_expires_at)
-                    .bind(Json(&t.metadata));
-            }
-            q.execute(&mut **tx).await?;
-
-            let lat_cols = LATENCY_COLUMNS.join(", ");
-            let mut sql = format!(
-                "INSERT INTO bot_target_stats (bot_id, target, granularity, bucket_start, checks, \
-                 failures, latency_sum_ms, latency_max_ms, {lat_cols}) VALUES "
-            );
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|i| {
-                    let b = 3 + i * 4;
-                    let lat: Vec<String> = (0..LATENCY_COLUMNS.len())
-                        .map(|k| format!("CASE WHEN ${} = {k} THEN 1 ELSE 0 END", b + 3))
-                        .collect();
-                    format!(
-                        "($1, ${}, 'hour', $2, 1, ${}, ${}, ${}, {})",
-                        b,
-                        b + 1,
-                        b + 2,
-                        b + 2,
-                        lat.join(", ")
-                    )
-                })
-                .collect();
-            sql.push_str(&rows.join(", "));
-            sql.push_str(
-                " ON CONFLICT (bot_id, target, granularity, bucket_start) DO UPDATE SET \
-                 checks = bot_target_stats.checks + 1, \
-                 failures = bot_target_stats.failures + excluded.failures, \
-                 latency_sum_ms = bot_target_stats.latency_sum_ms + excluded.latency_sum_ms, \
-                 latency_max_ms = CASE WHEN excluded.latency_max_ms > bot_target_stats.latency_max_ms \
-                     THEN excluded.latency_max_ms ELSE bot_target_stats.latency_max_ms END",
-            );
-            for c in LATENCY_COLUMNS {
-                sql.push_str(&format!(", {c} = bot_target_stats.{c} + excluded.{c}"));
-            }
-            let mut q = sqlx::query(&sql).bind(bot_id).bind(hour);
-            for t in chunk {
-                q = q
-                    .bind(&t.target)
-                    .bind(if t.up { 0i64 } else { 1i64 })
-                    .bind(t.latency_ms.unwrap_or(0.0))
-                    .bind(
-                        t.latency_ms
-                            .map(|ms| latency_bucket(ms) as i64)
-                            .unwrap_or(-1),
-                    );
-            }
-            q.execute(&mut **tx).await?;
-        }
-        Ok(())
-    }
-
     async fn fetch_knowledge(&self, id: &str) -> Result<Option<KnowledgeRow>> {
         let sql = format!("{KNOWLEDGE_SELECT} WHERE id = $1");
         Ok(sqlx::query_as(&sql)
@@ -1267,6 +1150,54 @@ fn stats_columns() -> String {
 const TARGET_SELECT: &str = "SELECT b.name AS bot, t.target, t.up, t.status_code, t.latency_ms, \
      t.error, t.cert_expires_at, t.consecutive_failures, t.last_checked_at, t.last_change_at, \
      t.metadata FROM bot_targets t JOIN bots b ON b.id = t.bot_id";
+
+/// The last observation of each target (PostgreSQL refuses to touch a row twice in one
+/// statement), in their first-seen order.
+fn unique_targets(targets: &[TargetObservation]) -> Vec<&TargetObservation> {
+    let mut unique: Vec<&TargetObservation> = Vec::with_capacity(targets.len());
+    let mut seen = std::collections::HashSet::new();
+    for t in targets.iter().rev() {
+        if seen.insert(t.target.as_str()) {
+            unique.push(t);
+        }
+    }
+    unique.reverse();
+    unique
+}
+
+/// The start of the hour `now` falls in: the stats bucket.
+fn hour_of(now: DateTime<Utc>) -> DateTime<Utc> {
+    now.date_naive()
+        .and_hms_opt(now.time().hour(), 0, 0)
+        .expect("a valid hour")
+        .and_utc()
+}
+
+/// What `bot_targets` does with a new observation of a known target.
+const TARGET_CONFLICT: &str = " ON CONFLICT (bot_id, target) DO UPDATE SET up = excluded.up, \
+     status_code = excluded.status_code, latency_ms = excluded.latency_ms, error = excluded.error, \
+     cert_expires_at = COALESCE(excluded.cert_expires_at, bot_targets.cert_expires_at), \
+     consecutive_failures = CASE WHEN excluded.up THEN 0 ELSE bot_targets.consecutive_failures + 1 END, \
+     last_checked_at = excluded.last_checked_at, \
+     last_change_at = CASE WHEN excluded.up = bot_targets.up THEN bot_targets.last_change_at \
+         ELSE excluded.last_checked_at END, \
+     metadata = excluded.metadata";
+
+/// What `bot_target_stats` does with one more check in an existing bucket.
+fn stats_conflict() -> String {
+    let mut sql = String::from(
+        " ON CONFLICT (bot_id, target, granularity, bucket_start) DO UPDATE SET \
+         checks = bot_target_stats.checks + 1, \
+         failures = bot_target_stats.failures + excluded.failures, \
+         latency_sum_ms = bot_target_stats.latency_sum_ms + excluded.latency_sum_ms, \
+         latency_max_ms = CASE WHEN excluded.latency_max_ms > bot_target_stats.latency_max_ms \
+             THEN excluded.latency_max_ms ELSE bot_target_stats.latency_max_ms END",
+    );
+    for c in LATENCY_COLUMNS {
+        sql.push_str(&format!(", {c} = bot_target_stats.{c} + excluded.{c}"));
+    }
+    sql
+}
 
 fn split_cursor(c: &Option<(DateTime<Utc>, String)>) -> (Option<DateTime<Utc>>, Option<String>) {
     match c {

@@ -127,4 +127,89 @@ async fn checkpoint_loop(pool: SqlitePool) {
     }
 }
 
+impl SqliteStore {
+    /// Per-target state and the hour's stats: multi-row upserts, a few hundred rows each.
+    async fn write_targets(
+        tx: &mut Tx,
+        bot_id: &str,
+        now: DateTime<Utc>,
+        targets: &[TargetObservation],
+    ) -> Result<()> {
+        let unique = unique_targets(targets);
+        let hour = hour_of(now);
+        for chunk in unique.chunks(500) {
+            let mut sql = String::from(
+                "INSERT INTO bot_targets (bot_id, target, up, status_code, latency_ms, error, \
+                 cert_expires_at, consecutive_failures, last_checked_at, last_change_at, metadata) VALUES ",
+            );
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = 3 + i * 7;
+                    format!(
+                        "($1, ${b}, ${}, ${}, ${}, ${}, ${}, CASE WHEN ${} THEN 0 ELSE 1 END, $2, $2, ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 1,
+                        b + 6
+                    )
+                })
+                .collect();
+            sql.push_str(&rows.join(", "));
+            sql.push_str(TARGET_CONFLICT);
+            let mut q = sqlx::query(&sql).bind(bot_id).bind(now);
+            for t in chunk {
+                q = q
+                    .bind(&t.target)
+                    .bind(t.up)
+                    .bind(t.status_code)
+                    .bind(t.latency_ms)
+                    .bind(&t.error)
+                    .bind(t.cert_expires_at)
+                    .bind(Json(&t.metadata));
+            }
+            q.execute(&mut **tx).await?;
+
+            let mut sql = format!(
+                "INSERT INTO bot_target_stats (bot_id, target, granularity, bucket_start, checks, \
+                 failures, latency_sum_ms, latency_max_ms, {}) VALUES ",
+                LATENCY_COLUMNS.join(", ")
+            );
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = 3 + i * 4;
+                    let lat: Vec<String> = (0..LATENCY_COLUMNS.len())
+                        .map(|k| format!("CASE WHEN ${} = {k} THEN 1 ELSE 0 END", b + 3))
+                        .collect();
+                    format!(
+                        "($1, ${b}, 'hour', $2, 1, ${}, ${}, ${}, {})",
+                        b + 1,
+                        b + 2,
+                        b + 2,
+                        lat.join(", ")
+                    )
+                })
+                .collect();
+            sql.push_str(&rows.join(", "));
+            sql.push_str(&stats_conflict());
+            let mut q = sqlx::query(&sql).bind(bot_id).bind(hour);
+            for t in chunk {
+                q = q
+                    .bind(&t.target)
+                    .bind(if t.up { 0i64 } else { 1i64 })
+                    .bind(t.latency_ms.unwrap_or(0.0))
+                    .bind(
+                        t.latency_ms
+                            .map(|ms| latency_bucket(ms) as i64)
+                            .unwrap_or(-1),
+                    );
+            }
+            q.execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+}
+
 include!("shared.rs");
