@@ -49,3 +49,35 @@ both_backends! {
         assert!(h.executions("steady").await.is_empty(), "steady (*/5) was not due");
     }
 }
+
+/// The config examples in the README are accepted as they are written.
+#[test]
+fn the_readme_config_examples_validate() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let registry = botfleet::bots::registry();
+    let mut checked = 0;
+    for (bot, intro) in [
+        ("pulse", "pulse's config:"),
+        ("sentinel", "sentinel's config"),
+        ("sentinel-api", "sentinel-api's config:"),
+    ] {
+        let at = readme
+            .find(intro)
+            .unwrap_or_else(|| panic!("the README has no {intro:?}"));
+        let block = &readme[at..];
+        let start = block.find("```json").unwrap() + "```json".len();
+        let end = start + block[start..].find("```").unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(&block[start..end]).unwrap_or_else(|e| panic!("{bot}: {e}"));
+        let b = registry.get(bot).unwrap();
+        let engine_keys_removed = botfleet::engine::bot_part(&config);
+        assert_eq!(
+            b.validate_config(&engine_keys_removed),
+            vec![],
+            "{bot}'s README example"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 3);
+}

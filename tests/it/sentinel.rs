@@ -34,6 +34,7 @@ on_both! {
     every_failure_kind_and_page_check_is_told_apart => failure_kinds;
     certificates_near_or_past_expiry_are_findings => certificates;
     history_folds_into_days_and_forgotten_targets_go => history_fold;
+    the_error_rate_over_the_last_hour_warns_then_alerts => error_rate;
 }
 
 async fn harness(postgres: bool, site_url: Option<String>, paths: &[&str]) -> Harness {
@@ -492,4 +493,45 @@ async fn history_fold(postgres: bool) {
     let report = h.state.engine.fold_history().await.unwrap();
     assert_eq!(report.targets_forgotten, 1);
     assert!(h.store().list_targets().await.unwrap().is_empty());
+}
+
+async fn error_rate(postgres: bool) {
+    let site = site::http().await;
+    let h = harness(postgres, None, &[]).await;
+    configure(
+        &h,
+        json!({"min_checks_for_rate": 20, "thresholds": {"error_rate_warning_percent": 1, "error_rate_alert_percent": 5},
+               "targets": [{"name": "shop", "url": format!("{}/flip", site.base)}]}),
+    )
+    .await;
+    for _ in 0..19 {
+        h.trigger("sentinel", "force=true").await.expect(200);
+    }
+    // The 20th check fails: 1 in 20 is 5 %, over the warning, not over the alert.
+    site.controls.flip_status.store(502, Ordering::SeqCst);
+    let r = h.trigger("sentinel", "force=true").await.expect(200);
+    let rate = finding(&r.json, "target:shop", "rate").unwrap_or_else(|| panic!("{}", r.text));
+    assert_eq!(rate["title"], "High error rate");
+    assert_eq!(rate["severity"], "warning");
+    assert!(
+        rate["description"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 20 checks failed"),
+        "{rate}"
+    );
+    // A second failure: 2 in 21 is over 5 %.
+    let r = h.trigger("sentinel", "force=true").await.expect(200);
+    let rate = finding(&r.json, "target:shop", "rate").unwrap();
+    assert_eq!(rate["severity"], "error");
+    assert_eq!(rate["occurrences"], 2);
+    // Back up: the site-down finding clears at once; the hour's rate remembers.
+    site.controls.flip_status.store(200, Ordering::SeqCst);
+    let r = h.trigger("sentinel", "force=true").await.expect(200);
+    assert!(finding(&r.json, "target:shop", "down").is_none());
+    assert!(finding(&r.json, "target:shop", "rate").is_some());
+    assert_eq!(
+        r.json["data"]["targets"]["shop"]["last_hour"]["failures"],
+        2
+    );
 }
