@@ -2,9 +2,7 @@
 //! (HS256) carry a role: viewer reads, operator acts, admin configures. A handler's signature
 //! says who may call it (`Viewer`, `Operator`, `Admin`, `Trigger`). Every refusal is recorded.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -127,13 +125,7 @@ impl AuthKeys {
     }
 }
 
-/// The client's address: the socket peer (proxies come later with `TRUSTED_PROXIES`).
-pub fn client_addr(parts: &Parts) -> Option<String> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ci| ci.0.ip().to_string())
-}
+pub use crate::net::client_addr;
 
 fn bearer(parts: &Parts) -> Result<Option<&str>, &'static str> {
     let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) else {

@@ -27,6 +27,15 @@ pub struct Config {
     /// More trusted roots for the HTTP probes (`PROBE_CA_FILE`, PEM).
     pub probe_ca_file: Option<PathBuf>,
     pub retention_days: u32,
+    /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`); never blocked.
+    pub trusted_proxies: Vec<crate::net::IpNet>,
+    /// Addresses oracle never blocks or rate-limits (`NEVER_BLOCK`).
+    pub never_block: Vec<crate::net::IpNet>,
+    /// A PostgreSQL sentinel-db watches besides botfleet's own, read-only.
+    pub monitored_database_url: Option<String>,
+    pub db_storage_quota_bytes: Option<u64>,
+    pub backup_dir: Option<PathBuf>,
+    pub backup_status_url: Option<String>,
     pub status_public: bool,
     pub metrics_token: Option<String>,
     pub log_format: LogFormat,
@@ -263,6 +272,68 @@ impl Config {
             ));
         }
 
+        let nets = |name: &str, example: &str| -> Result<Vec<crate::net::IpNet>, ConfigError> {
+            match env.get(name) {
+                None => Ok(Vec::new()),
+                Some(raw) => crate::net::parse_list(&raw)
+                    .map_err(|problem| bad(name, &raw, &problem, example)),
+            }
+        };
+        let trusted_proxies = nets("TRUSTED_PROXIES", "TRUSTED_PROXIES=10.0.0.0/8,172.16.0.1")?;
+        let never_block = nets("NEVER_BLOCK", "NEVER_BLOCK=203.0.113.10,198.51.100.0/24")?;
+        let monitored_database_url = match env.get("MONITORED_DATABASE_URL") {
+            None => None,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Some(url)
+            }
+            Some(url) => {
+                return Err(bad(
+                    "MONITORED_DATABASE_URL",
+                    &redact_url(&url),
+                    "must be a postgres:// URL",
+                    "MONITORED_DATABASE_URL=postgres://readonly:secret@db.example.com:5432/app",
+                ))
+            }
+        };
+        let db_storage_quota_bytes = match env.get("DB_STORAGE_QUOTA_BYTES") {
+            None => None,
+            Some(raw) => Some(raw.parse::<u64>().ok().filter(|b| *b > 0).ok_or_else(|| {
+                bad(
+                    "DB_STORAGE_QUOTA_BYTES",
+                    &raw,
+                    "not a positive number of bytes",
+                    "DB_STORAGE_QUOTA_BYTES=8589934592",
+                )
+            })?),
+        };
+        let backup_dir = env.get("BACKUP_DIR").map(PathBuf::from);
+        if let Some(dir) = &backup_dir {
+            if !dir.is_dir() {
+                return Err(bad(
+                    "BACKUP_DIR",
+                    &dir.display().to_string(),
+                    "is not a directory",
+                    "BACKUP_DIR=/var/backups/postgres",
+                ));
+            }
+        }
+        let backup_status_url = match env.get("BACKUP_STATUS_URL") {
+            None => None,
+            Some(raw) => {
+                let ok =
+                    reqwest::Url::parse(&raw).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+                if !ok {
+                    return Err(bad(
+                        "BACKUP_STATUS_URL",
+                        &raw,
+                        "not an http(s) URL",
+                        "BACKUP_STATUS_URL=https://backups.example.com/status.json",
+                    ));
+                }
+                Some(raw)
+            }
+        };
+
         let status_public = env.bool("STATUS_PUBLIC", true)?;
 
         let log_format = match env.get("LOG_FORMAT").as_deref() {
@@ -363,6 +434,12 @@ impl Config {
             site_critical_paths,
             probe_ca_file,
             retention_days,
+            trusted_proxies,
+            never_block,
+            monitored_database_url,
+            db_storage_quota_bytes,
+            backup_dir,
+            backup_status_url,
             status_public,
             metrics_token,
             log_format,

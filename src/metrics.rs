@@ -71,6 +71,7 @@ struct Inner {
     triggers: BTreeMap<(String, String), u64>,
     actions: BTreeMap<(String, String, bool), u64>,
     notifications: BTreeMap<(String, String), u64>,
+    refused: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Default)]
@@ -165,6 +166,11 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// A request refused because its address is blocked (`block`) or over its limit (`rate_limit`).
+    pub fn refused(&self, why: &'static str) {
+        *self.inner.lock().unwrap().refused.entry(why).or_default() += 1;
+    }
+
     pub fn notification(&self, channel: &str, outcome: &str) {
         let mut inner = self.inner.lock().unwrap();
         *inner
@@ -241,6 +247,21 @@ impl Metrics {
                     &mut out,
                     "botfleet_notifications_total",
                     &[("channel", channel), ("outcome", outcome)],
+                    *n as f64,
+                );
+            }
+
+            family(
+                &mut out,
+                "botfleet_refused_requests_total",
+                "counter",
+                "Requests refused because the address is blocked or rate-limited.",
+            );
+            for (why, n) in &inner.refused {
+                sample(
+                    &mut out,
+                    "botfleet_refused_requests_total",
+                    &[("reason", why)],
                     *n as f64,
                 );
             }

@@ -113,6 +113,10 @@ pub trait DropCache: Send + Sync {
 pub struct Process {
     pub requests: RequestStats,
     pub shed: Shed,
+    /// Blocked and rate-limited addresses, as last read from the database.
+    pub blocks: crate::security::Blocks,
+    /// Requests per address per minute, until flushed to the database.
+    pub addresses: crate::security::AddressCounts,
     caches: Mutex<Vec<Arc<dyn DropCache>>>,
     generation: AtomicU64,
 }

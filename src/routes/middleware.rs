@@ -4,12 +4,17 @@
 use std::any::Any;
 use std::time::Instant;
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::net;
+use crate::security::Restriction;
 use crate::state::AppState;
 
 /// Marks a response as deliberately shed (a 503 that is not an error).
@@ -20,8 +25,20 @@ fn route_of(req: &Request) -> Option<MatchedPath> {
     req.extensions().get::<MatchedPath>().cloned()
 }
 
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Works out the client's address (see `net`), counts the request for it, and records the
+/// request in the metrics and pulse's counters.
+pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let ip = net::client_ip(peer, req.headers(), &state.config.trusted_proxies);
+    if let Some(ip) = ip {
+        let n = state.process.addresses.record(ip, state.clock.now());
+        req.extensions_mut().insert(net::MinuteCount(n));
+    }
+    req.extensions_mut().insert(net::ClientIp(ip));
     let route = route_of(&req);
     let method = req.method().clone();
     let response = next.run(req).await;
@@ -34,6 +51,68 @@ pub async fn observe(State(state): State<AppState>, req: Request, next: Next) ->
     state.process.requests.record(status, elapsed, timed, shed);
     state.metrics.http(route, &method, status, elapsed);
     response
+}
+
+/// Blocked addresses get 403 and rate-limited ones 429 on every route but liveness, before
+/// auth. Trusted proxies and `NEVER_BLOCK` addresses are never refused here.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(net::ClientIp(Some(ip))) = req.extensions().get::<net::ClientIp>().copied() else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/api/health/live"
+        || net::any_contains(&state.config.never_block, ip)
+        || net::any_contains(&state.config.trusted_proxies, ip)
+    {
+        return next.run(req).await;
+    }
+    let now = state.clock.now();
+    match state
+        .process
+        .blocks
+        .check(state.store.as_ref(), ip, now)
+        .await
+    {
+        Some(Restriction::Blocked { until, reason }) => {
+            state.metrics.refused("block");
+            ApiError::new(
+                StatusCode::FORBIDDEN,
+                "blocked",
+                format!(
+                    "requests from {ip} are blocked until {} ({reason})",
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            )
+            .with(
+                "until",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            )
+            .into_response()
+        }
+        Some(Restriction::RateLimited { per_minute, until }) => {
+            let n = req
+                .extensions()
+                .get::<net::MinuteCount>()
+                .map(|c| c.0)
+                .unwrap_or(0);
+            if n as i64 > per_minute {
+                state.metrics.refused("rate_limit");
+                let wait = 60 - (now.timestamp() % 60) as u64;
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "{ip} is limited to {per_minute} requests a minute until {}; try again in {wait} s",
+                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    ),
+                )
+                .header(header::RETRY_AFTER, HeaderValue::from(wait))
+                .into_response()
+            } else {
+                next.run(req).await
+            }
+        }
+        None => next.run(req).await,
+    }
 }
 
 /// While shedding, non-essential routes (the public status summary, the API description, the

@@ -21,12 +21,14 @@ pub const SQLITE: &[Migration] = migrations!("sqlite":
     1 => "0001_init",
     2 => "0002_seed_knowledge",
     3 => "0003_target_latency_and_purge",
+    4 => "0004_security_and_db_health",
 );
 
 pub const POSTGRES: &[Migration] = migrations!("postgres":
     1 => "0001_init",
     2 => "0002_seed_knowledge",
     3 => "0003_target_latency_and_purge",
+    4 => "0004_security_and_db_health",
 );
 
 #[cfg(test)]

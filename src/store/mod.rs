@@ -188,6 +188,46 @@ pub trait Store: Send + Sync + 'static {
         target: Option<&str>,
         since: DateTime<Utc>,
     ) -> Result<Vec<TargetStat>>;
+    // security: blocks, request counts, refusals
+    async fn list_blocks(&self, now: DateTime<Utc>) -> Result<Vec<BlockRow>>;
+    /// Adds a block, or replaces the address's current one.
+    async fn put_block(&self, block: &BlockRow) -> Result<()>;
+    /// Lifts a block; the row it was, or `None`.
+    async fn delete_block(&self, address: &str) -> Result<Option<BlockRow>>;
+    async fn add_address_requests(&self, counts: &[(String, DateTime<Utc>, i64)]) -> Result<()>;
+    /// Minutes since `since` in which an address made more than `over` requests.
+    async fn busy_addresses(&self, since: DateTime<Utc>, over: i64) -> Result<Vec<AddressMinute>>;
+    /// Security events of `kind` since `since`, counted by address.
+    async fn events_by_address(
+        &self,
+        kind: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<AddressCount>>;
+    /// Drops expired blocks and request counts older than `before`.
+    async fn prune_security(
+        &self,
+        now: DateTime<Utc>,
+        requests_before: DateTime<Utc>,
+    ) -> Result<()>;
+
+    // database health and maintenance
+    fn pools(&self) -> Pools;
+    /// Writes, reads back and deletes a row; the three durations in milliseconds.
+    async fn canary(&self, now: DateTime<Utc>) -> Result<(f64, f64, f64)>;
+    /// Reads a row of each of botfleet's tables; the tables that could not be read, and why.
+    async fn read_tables(&self) -> Result<Vec<(String, Option<String>)>>;
+    /// Executions that started before `cutoff` and are finished.
+    async fn archivable(&self, cutoff: DateTime<Utc>) -> Result<i64>;
+    /// Makes sure every (bot, day) of archivable executions has its `bot_metrics` row, computing
+    /// missing ones from the executions; returns how many were written.
+    async fn ensure_rollups(&self, cutoff: DateTime<Utc>) -> Result<u64>;
+    /// The oldest archivable executions with their resolved findings and actions, at most
+    /// `max_rows` rows in all.
+    async fn archive_read(&self, cutoff: DateTime<Utc>, max_rows: usize) -> Result<ArchiveBatch>;
+    /// Deletes what a batch holds, in one short transaction; findings still open (or with a
+    /// ticket) that those executions detected are kept, detached from them.
+    async fn archive_delete(&self, batch: &ArchiveBatch) -> Result<u64>;
+
     /// Keeps history bounded: hourly rows before `hourly_before` fold into daily rows (in
     /// batches, one transaction each), daily rows before `daily_before` go, and targets not
     /// checked since `stale_before` are forgotten with their stats.

@@ -595,3 +595,58 @@ pub struct FoldReport {
     pub daily_rows_dropped: u64,
     pub targets_forgotten: u64,
 }
+
+/// A blocked or rate-limited address.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, Deserialize)]
+pub struct BlockRow {
+    pub address: String,
+    /// `block` or `rate_limit`.
+    pub kind: String,
+    pub requests_per_minute: Option<i64>,
+    pub reason: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub finding_id: Option<String>,
+}
+
+/// Refusals of one address over a window.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct AddressCount {
+    pub address: String,
+    pub count: i64,
+    pub last_at: DateTime<Utc>,
+}
+
+/// Requests from one address in one minute, summed over replicas.
+#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+pub struct AddressMinute {
+    pub address: String,
+    pub minute_start: DateTime<Utc>,
+    pub requests: i64,
+}
+
+/// Raw pools, for database diagnostics and maintenance that only make sense per backend.
+#[derive(Clone)]
+pub enum Pools {
+    Sqlite {
+        read: sqlx::SqlitePool,
+        write: sqlx::SqlitePool,
+    },
+    Postgres(sqlx::PgPool),
+}
+
+/// One batch of old records, read for the archive.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ArchiveBatch {
+    pub executions: Vec<ExecutionRow>,
+    /// Resolved findings first detected by these executions, without tickets: archived.
+    pub findings: Vec<FindingRow>,
+    pub actions: Vec<ActionRow>,
+}
+
+impl ArchiveBatch {
+    pub fn rows(&self) -> usize {
+        self.executions.len() + self.findings.len() + self.actions.len()
+    }
+}

@@ -23,6 +23,8 @@ const LOCK_BOT_SQL: &str = concat!(
     ", (SELECT COUNT(*) FROM bot_findings f WHERE f.bot_id = bots.id AND f.resolved_at IS NULL) \
      AS open_findings FROM bots WHERE name = $1 FOR UPDATE"
 );
+/// An execution's start day (UTC) in this dialect.
+const DAY_OF_STARTED: &str = "CAST(e.started_at AT TIME ZONE 'UTC' AS DATE)";
 const EXPIRED_LEASES_SQL: &str = "SELECT id, name, lease_execution_id FROM bots \
      WHERE lease_execution_id IS NOT NULL AND lease_expires_at <= $1 FOR UPDATE SKIP LOCKED";
 /// Any constant will do, as long as it is always the same one.
@@ -63,6 +65,10 @@ impl PgStore {
             .execute(&mut **tx)
             .await?;
         Ok(())
+    }
+
+    fn raw_pools(&self) -> Pools {
+        Pools::Postgres(self.pool.clone())
     }
 
     async fn close_pools(&self) {

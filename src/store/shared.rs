@@ -990,6 +990,341 @@ impl Store for StoreImpl {
         rows.iter().map(stat_from_row).collect()
     }
 
+    async fn list_blocks(&self, now: DateTime<Utc>) -> Result<Vec<BlockRow>> {
+        Ok(sqlx::query_as(
+            "SELECT address, kind, requests_per_minute, reason, created_by, created_at, expires_at, \
+             finding_id FROM blocked_addresses WHERE expires_at > $1 ORDER BY created_at DESC",
+        )
+        .bind(now)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn put_block(&self, b: &BlockRow) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO blocked_addresses (address, kind, requests_per_minute, reason, created_by, \
+             created_at, expires_at, finding_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (address) DO UPDATE SET kind = excluded.kind, \
+             requests_per_minute = excluded.requests_per_minute, reason = excluded.reason, \
+             created_by = excluded.created_by, created_at = excluded.created_at, \
+             expires_at = excluded.expires_at, finding_id = excluded.finding_id",
+        )
+        .bind(&b.address)
+        .bind(&b.kind)
+        .bind(b.requests_per_minute)
+        .bind(&b.reason)
+        .bind(&b.created_by)
+        .bind(b.created_at)
+        .bind(b.expires_at)
+        .bind(&b.finding_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_block(&self, address: &str) -> Result<Option<BlockRow>> {
+        let mut tx = self.write_tx().await?;
+        let row: Option<BlockRow> = sqlx::query_as(
+            "SELECT address, kind, requests_per_minute, reason, created_by, created_at, expires_at, \
+             finding_id FROM blocked_addresses WHERE address = $1",
+        )
+        .bind(address)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if row.is_some() {
+            sqlx::query("DELETE FROM blocked_addresses WHERE address = $1")
+                .bind(address)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    async fn add_address_requests(&self, counts: &[(String, DateTime<Utc>, i64)]) -> Result<()> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        for chunk in counts.chunks(500) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(${}, ${}, ${})", i * 3 + 1, i * 3 + 2, i * 3 + 3))
+                .collect();
+            let sql = format!(
+                "INSERT INTO address_requests (address, minute_start, requests) VALUES {} \
+                 ON CONFLICT (address, minute_start) DO UPDATE SET \
+                 requests = address_requests.requests + excluded.requests",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for (address, minute, n) in chunk {
+                q = q.bind(address).bind(*minute).bind(*n);
+            }
+            q.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn busy_addresses(&self, since: DateTime<Utc>, over: i64) -> Result<Vec<AddressMinute>> {
+        Ok(sqlx::query_as(
+            "SELECT address, minute_start, requests FROM address_requests \
+             WHERE minute_start >= $1 AND requests > $2 ORDER BY requests DESC",
+        )
+        .bind(since)
+        .bind(over)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn events_by_address(
+        &self,
+        kind: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<AddressCount>> {
+        Ok(sqlx::query_as(
+            "SELECT address, COUNT(*) AS count, MAX(occurred_at) AS last_at FROM security_events \
+             WHERE kind = $1 AND occurred_at >= $2 AND address IS NOT NULL \
+             GROUP BY address ORDER BY COUNT(*) DESC",
+        )
+        .bind(kind)
+        .bind(since)
+        .fetch_all(self.reader())
+        .await?)
+    }
+
+    async fn prune_security(
+        &self,
+        now: DateTime<Utc>,
+        requests_before: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM blocked_addresses WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM address_requests WHERE minute_start < $1")
+            .bind(requests_before)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn pools(&self) -> Pools {
+        self.raw_pools()
+    }
+
+    async fn canary(&self, now: DateTime<Utc>) -> Result<(f64, f64, f64)> {
+        let id = new_id();
+        let payload = format!("canary {id}");
+        let ms = |t: std::time::Instant| t.elapsed().as_secs_f64() * 1000.0;
+        let t = std::time::Instant::now();
+        let mut tx = self.write_tx().await?;
+        sqlx::query("INSERT INTO bot_canary (id, written_at, payload) VALUES ($1, $2, $3)")
+            .bind(&id)
+            .bind(now)
+            .bind(&payload)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let write = ms(t);
+        let t = std::time::Instant::now();
+        let back: Option<String> =
+            sqlx::query_scalar("SELECT payload FROM bot_canary WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(self.reader())
+                .await?;
+        let read = ms(t);
+        if back.as_deref() != Some(payload.as_str()) {
+            return Err(StoreError::Conflict(format!(
+                "the canary row read back as {back:?}, not {payload:?}"
+            )));
+        }
+        let t = std::time::Instant::now();
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM bot_canary WHERE id = $1 OR written_at < $2")
+            .bind(&id)
+            .bind(now - chrono::Duration::hours(1))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((write, read, ms(t)))
+    }
+
+    async fn read_tables(&self) -> Result<Vec<(String, Option<String>)>> {
+        let mut out = Vec::new();
+        for t in TABLES {
+            let sql = format!("SELECT 1 FROM {t} LIMIT 1");
+            let problem = match sqlx::query(&sql).fetch_optional(self.reader()).await {
+                Ok(_) => None,
+                Err(e) => Some(e.to_string()),
+            };
+            out.push((t.to_string(), problem));
+        }
+        Ok(out)
+    }
+
+    async fn archivable(&self, cutoff: DateTime<Utc>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM bot_executions WHERE started_at < $1 AND status <> 'running'",
+        )
+        .bind(cutoff)
+        .fetch_one(self.reader())
+        .await?)
+    }
+
+    async fn ensure_rollups(&self, cutoff: DateTime<Utc>) -> Result<u64> {
+        let sql = format!(
+            "SELECT e.bot_id, {DAY} AS day, COUNT(*) AS total, \
+             CAST(SUM(CASE WHEN e.status = 'success' THEN 1 ELSE 0 END) AS BIGINT) AS ok, \
+             CAST(SUM(CASE WHEN e.status = 'timeout' THEN 1 ELSE 0 END) AS BIGINT) AS timeouts, \
+             CAST(SUM(CASE WHEN e.status = 'abandoned' THEN 1 ELSE 0 END) AS BIGINT) AS abandoned, \
+             CAST(SUM(COALESCE(e.execution_time_ms, 0)) AS BIGINT) AS time_ms, \
+             CAST(SUM(e.actions_taken) AS BIGINT) AS actions, \
+             CAST(SUM((SELECT COUNT(*) FROM bot_findings f WHERE f.execution_id = e.id)) AS BIGINT) AS detected \
+             FROM bot_executions e WHERE e.started_at < $1 AND e.status <> 'running' \
+             AND NOT EXISTS (SELECT 1 FROM bot_metrics m WHERE m.bot_id = e.bot_id AND m.metric_date = {DAY}) \
+             GROUP BY e.bot_id, {DAY}",
+            DAY = DAY_OF_STARTED
+        );
+        #[allow(clippy::type_complexity)]
+        let groups: Vec<(String, NaiveDate, i64, i64, i64, i64, i64, i64, i64)> =
+            sqlx::query_as(&sql)
+                .bind(cutoff)
+                .fetch_all(self.reader())
+                .await?;
+        if groups.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.write_tx().await?;
+        let mut written = 0;
+        for (bot_id, day, total, ok, timeouts, abandoned, time_ms, actions, detected) in groups {
+            let timed = (total - abandoned).max(1);
+            written += sqlx::query(
+                "INSERT INTO bot_metrics (id, metric_date, bot_id, total_executions, successful_executions, \
+                 failed_executions, avg_execution_time_ms, issues_detected, issues_resolved, tickets_created, \
+                 created_at, total_execution_time_ms, timeout_executions, abandoned_executions, actions_taken) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (metric_date, bot_id) DO NOTHING",
+            )
+            .bind(new_id())
+            .bind(day)
+            .bind(&bot_id)
+            .bind(total)
+            .bind(ok)
+            .bind(total - ok)
+            .bind(time_ms / timed)
+            .bind(detected)
+            .bind(Utc::now())
+            .bind(time_ms)
+            .bind(timeouts)
+            .bind(abandoned)
+            .bind(actions)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(written)
+    }
+
+    async fn archive_read(&self, cutoff: DateTime<Utc>, max_rows: usize) -> Result<ArchiveBatch> {
+        let sql = format!(
+            "{EXEC_SELECT} WHERE e.started_at < $1 AND e.status <> 'running' \
+             ORDER BY e.started_at, e.id LIMIT $2"
+        );
+        let mut executions: Vec<ExecutionRow> = sqlx::query_as(&sql)
+            .bind(cutoff)
+            .bind(max_rows.max(1) as i64)
+            .fetch_all(self.reader())
+            .await?;
+        if executions.is_empty() {
+            return Ok(ArchiveBatch::default());
+        }
+        let ids: Vec<&str> = executions.iter().map(|e| e.id.as_str()).collect();
+        let sql = format!(
+            "{FINDING_SELECT} WHERE f.execution_id IN ({}) AND f.resolved_at IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM bot_tickets t WHERE t.finding_id = f.id)",
+            placeholders(1, ids.len())
+        );
+        let mut q = sqlx::query_as::<_, FindingRow>(&sql);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        let mut findings = q.fetch_all(self.reader()).await?;
+        let sql = format!(
+            "{ACTION_SELECT} WHERE a.execution_id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut q = sqlx::query_as::<_, ActionRow>(&sql);
+        for id in &ids {
+            q = q.bind(*id);
+        }
+        let mut actions = q.fetch_all(self.reader()).await?;
+        // Keep the batch within `max_rows` rows in all, dropping the newest executions.
+        while executions.len() > 1 && executions.len() + findings.len() + actions.len() > max_rows {
+            let dropped = executions.pop().expect("more than one").id;
+            findings.retain(|f| f.execution_id.as_deref() != Some(dropped.as_str()));
+            actions.retain(|a| a.execution_id.as_deref() != Some(dropped.as_str()));
+        }
+        Ok(ArchiveBatch {
+            executions,
+            findings,
+            actions,
+        })
+    }
+
+    async fn archive_delete(&self, batch: &ArchiveBatch) -> Result<u64> {
+        if batch.executions.is_empty() {
+            return Ok(0);
+        }
+        let exec_ids: Vec<&str> = batch.executions.iter().map(|e| e.id.as_str()).collect();
+        let finding_ids: Vec<&str> = batch.findings.iter().map(|f| f.id.as_str()).collect();
+        let action_ids: Vec<&str> = batch.actions.iter().map(|a| a.id.as_str()).collect();
+        let mut tx = self.write_tx().await?;
+        let mut deleted = 0;
+        // In this order, nothing still open (or with a ticket) goes with its execution.
+        let steps: [(&str, &[&str]); 5] = [
+            ("DELETE FROM bot_actions WHERE id IN ({})", &action_ids),
+            (
+                "DELETE FROM bot_findings WHERE id IN ({}) AND resolved_at IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM bot_tickets t WHERE t.finding_id = bot_findings.id)",
+                &finding_ids,
+            ),
+            (
+                "UPDATE bot_findings SET execution_id = NULL WHERE execution_id IN ({})",
+                &exec_ids,
+            ),
+            (
+                "UPDATE bot_actions SET execution_id = NULL WHERE execution_id IN ({})",
+                &exec_ids,
+            ),
+            (
+                "DELETE FROM bot_executions WHERE id IN ({}) AND status <> 'running'",
+                &exec_ids,
+            ),
+        ];
+        for (i, (template, ids)) in steps.iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            let sql = template.replace("{}", &placeholders(1, ids.len()));
+            let mut q = sqlx::query(&sql);
+            for id in ids.iter() {
+                q = q.bind(*id);
+            }
+            let n = q.execute(&mut *tx).await?.rows_affected();
+            if i != 2 && i != 3 {
+                deleted += n;
+            }
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     async fn fold_target_stats(
         &self,
         hourly_before: DateTime<Utc>,
@@ -1146,6 +1481,23 @@ fn stats_columns() -> String {
             .join(", ")
     )
 }
+
+/// botfleet's tables, for sentinel-db's read check.
+const TABLES: &[&str] = &[
+    "bots",
+    "bot_executions",
+    "bot_findings",
+    "bot_actions",
+    "bot_tickets",
+    "bot_knowledge",
+    "bot_metrics",
+    "bot_targets",
+    "bot_target_stats",
+    "security_events",
+    "blocked_addresses",
+    "address_requests",
+    "bot_canary",
+];
 
 const TARGET_SELECT: &str = "SELECT b.name AS bot, t.target, t.up, t.status_code, t.latency_ms, \
      t.error, t.cert_expires_at, t.consecutive_failures, t.last_checked_at, t.last_change_at, \

@@ -27,6 +27,8 @@ const LOCK_BOT_SQL: &str = concat!(
     ", (SELECT COUNT(*) FROM bot_findings f WHERE f.bot_id = bots.id AND f.resolved_at IS NULL) \
      AS open_findings FROM bots WHERE name = $1"
 );
+/// An execution's start day (UTC) in this dialect.
+const DAY_OF_STARTED: &str = "substr(e.started_at, 1, 10)";
 const EXPIRED_LEASES_SQL: &str = "SELECT id, name, lease_execution_id FROM bots \
      WHERE lease_execution_id IS NOT NULL AND lease_expires_at <= $1";
 
@@ -97,6 +99,13 @@ impl SqliteStore {
 
     async fn lock_migrations(_tx: &mut sqlx::Transaction<'static, Db>) -> Result<()> {
         Ok(()) // BEGIN IMMEDIATE serialises writers across processes.
+    }
+
+    fn raw_pools(&self) -> Pools {
+        Pools::Sqlite {
+            read: self.read.clone(),
+            write: self.write.clone(),
+        }
     }
 
     async fn close_pools(&self) {
