@@ -149,3 +149,18 @@ impl FieldError {
         }
     }
 }
+
+/// An error with its causes: "error sending request: dns error: failed to lookup address".
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

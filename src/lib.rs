@@ -3,11 +3,13 @@
 //! for the tour: `migrations/`, then `store/`, `engine/`, `bots/`, `routes/`.
 
 pub mod actions;
+pub mod archive;
 pub mod auth;
 pub mod bots;
 pub mod clock;
 pub mod config;
 pub mod crons_export;
+pub mod dbcheck;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -16,6 +18,7 @@ pub mod health;
 pub mod host;
 pub mod metrics;
 pub mod net;
+pub mod osv;
 pub mod probes;
 pub mod process;
 pub mod routes;

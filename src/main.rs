@@ -335,6 +335,14 @@ async fn serve(
                         Ok(_) => last_fold = Some(std::time::Instant::now()),
                         Err(e) => tracing::warn!(error = %e, "folding target history failed"),
                     }
+                    let now = engine.clock.now();
+                    if let Err(e) = engine
+                        .store
+                        .prune_security(now, now - chrono::Duration::days(1))
+                        .await
+                    {
+                        tracing::warn!(error = %e, "pruning expired blocks and old request counts failed");
+                    }
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(15)) => {}
@@ -342,6 +350,16 @@ async fn serve(
                 }
                 if let Err(e) = engine.sweep().await {
                     tracing::warn!(error = %e, "sweep for abandoned passes failed");
+                }
+                let now = engine.clock.now();
+                if let Err(e) = botfleet::security::flush_counts(
+                    &engine.process.addresses,
+                    engine.store.as_ref(),
+                    now,
+                )
+                .await
+                {
+                    tracing::warn!(error = %e, "request counts could not be written");
                 }
             }
         })

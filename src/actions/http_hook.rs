@@ -111,7 +111,7 @@ fn redact_query(url: &str) -> String {
 }
 
 fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
+    let mut s = crate::error::chain(e);
     if let Some(u) = e.url() {
         s = s.replace(u.as_str(), "");
     }

@@ -1,10 +1,14 @@
 //! The action registry: what self-healing can do. A knowledge entry names an action by type and
 //! gives it parameters; the engine applies it, re-checks, and records the result.
 
+pub mod archive_records;
+pub mod block_ip;
 pub mod drop_caches;
+pub mod end_idle_sessions;
 pub mod http_hook;
 pub mod purge_cache;
 pub mod shed_load;
+pub mod vacuum;
 
 use std::sync::Arc;
 
@@ -17,6 +21,8 @@ use crate::error::FieldError;
 pub struct ActionContext<'a> {
     pub pass: &'a PassContext,
     pub finding: &'a FindingDraft,
+    /// The recorded finding's id (`None` in a dry run).
+    pub finding_id: Option<&'a str>,
 }
 
 #[async_trait]
@@ -96,5 +102,10 @@ pub fn registry() -> Actions {
         Arc::new(drop_caches::DropCaches),
         Arc::new(http_hook::HttpHook),
         Arc::new(purge_cache::PurgeCache),
+        Arc::new(vacuum::Vacuum),
+        Arc::new(archive_records::ArchiveRecords),
+        Arc::new(end_idle_sessions::EndIdleSessions),
+        Arc::new(block_ip::BlockIp),
+        Arc::new(block_ip::RateLimit),
     ])
 }

@@ -1,9 +1,11 @@
 //! The bots. Each is one file implementing [`Bot`] and one line in [`registry`]; the engine does
 //! all recording, so a bot file reads as "what it checks".
 
+pub mod oracle;
 pub mod pulse;
 pub mod sentinel;
 pub mod sentinel_api;
+pub mod sentinel_db;
 mod web;
 
 use std::sync::Arc;
@@ -92,6 +94,8 @@ pub fn registry() -> Registry {
         Arc::new(pulse::Pulse::default()),
         Arc::new(sentinel::Sentinel),
         Arc::new(sentinel_api::SentinelApi),
+        Arc::new(sentinel_db::SentinelDb),
+        Arc::new(oracle::Oracle),
     ])
 }
 

@@ -627,7 +627,7 @@ async fn fetch_number(ctx: &PassContext, p: &Probe) -> Result<(i64, f64), (Optio
     let resp = tokio::time::timeout(limit, req.send())
         .await
         .map_err(|_| (None, format!("no answer within {} ms", limit.as_millis())))?
-        .map_err(|e| (None, format!("request failed: {e}")))?;
+        .map_err(|e| (None, format!("request failed: {}", crate::error::chain(&e))))?;
     let status = resp.status().as_u16() as i64;
     if !resp.status().is_success() {
         return Err((Some(status), format!("answered HTTP {status}")));

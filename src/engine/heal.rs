@@ -150,6 +150,7 @@ pub async fn heal(
         let cx = ActionContext {
             pass: ctx,
             finding: draft,
+            finding_id: Some(&rec.id),
         };
         let applied = tokio::time::timeout(ACTION_TIMEOUT, action.apply(&cx, &entry.params))
             .await

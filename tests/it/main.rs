@@ -3,11 +3,14 @@
 
 mod admin;
 mod api;
+mod archive;
 mod common;
 mod compliance;
 mod engine;
 mod multiprocess;
+mod oracle;
 mod pulse;
 mod sentinel;
 mod sentinel_api;
+mod sentinel_db;
 mod startup;

@@ -2,6 +2,7 @@
 //! the audit log with who, what, before and after.
 
 mod audit;
+mod blocks;
 mod bots;
 mod events;
 mod executions;
@@ -24,6 +25,7 @@ use crate::store::NewSecurityEvent;
 pub fn router() -> Router<AppState> {
     Router::new()
         .merge(bots::router())
+        .merge(blocks::router())
         .merge(executions::router())
         .merge(findings::router())
         .merge(knowledge::router())

@@ -149,6 +149,11 @@ impl Harness {
         Some(Self::build(dir, url, adjust).await)
     }
 
+    /// On a database URL of the test's choosing.
+    pub async fn on_url(url: String, adjust: impl FnOnce(&mut Config)) -> Harness {
+        Self::build(tempfile::tempdir().unwrap(), url, adjust).await
+    }
+
     async fn build(
         dir: tempfile::TempDir,
         url: String,
@@ -163,16 +168,25 @@ impl Harness {
         let clock = Arc::new(TestClock::starting_at(start_time()));
         let knobs = Arc::new(bots::AllKnobs::default());
         let registry: Registry = bots::registry(knobs.clone());
-        let schedules = Schedules::from_pairs(&[
-            ("pulse", "*/1 * * * *"),
+        // The shipped schedules, and the scripted bots' own.
+        let shipped_names = botfleet::bots::registry().names();
+        let shipped = botfleet::schedule::parse_crons(
+            botfleet::schedule::BUILTIN_CRONS,
+            "crons.json",
+            &shipped_names,
+        )
+        .unwrap();
+        let mut pairs: Vec<(&str, &str)> = shipped
+            .entries()
+            .map(|(b, s)| (b, s.expr.as_str()))
+            .collect();
+        pairs.extend([
             ("steady", "*/5 * * * *"),
             ("slow", "*/5 * * * *"),
             ("flaky", "*/5 * * * *"),
             ("shedcheck", "*/5 * * * *"),
-            ("sentinel", "*/2 * * * *"),
-            ("sentinel-api", "*/3 * * * *"),
-        ])
-        .unwrap();
+        ]);
+        let schedules = Schedules::from_pairs(&pairs).unwrap();
         let state = botfleet::assemble(botfleet::Parts {
             config,
             store,
@@ -293,6 +307,33 @@ impl Harness {
     /// The schema a PostgreSQL harness made, from its URL.
     fn pg_schema(&self) -> Option<&str> {
         self.url.split("options[search_path]=").nth(1)
+    }
+
+    /// Runs statements on the test's database directly (setting up data).
+    pub async fn exec(&self, sql: &str) {
+        use sqlx::Executor;
+        if self.url.starts_with("sqlite") {
+            let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+            pool.execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            pool.execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            pool.close().await;
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+
+    /// The data directory of this harness.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.state.config.data_dir.clone()
     }
 
     /// Rows in a table (for "nothing was recorded" checks).
