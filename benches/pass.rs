@@ -5,7 +5,8 @@
 //!    passes per second, p50 and p99, on SQLite and — with `BENCH_DATABASE_URL` or
 //!    `TEST_DATABASE_URL` — on PostgreSQL.
 //! 2. `/api/health` requests per second against a bare axum handler, both served by this
-//!    process on loopback and loaded by `wrk` the same way (skipped with a note if wrk is absent).
+//!    process on loopback and loaded by `wrk` the same way, alternately, three times each
+//!    (skipped with a note if wrk is absent).
 //! 3. The release binary's resident memory when idle.
 
 use std::net::SocketAddr;
@@ -158,7 +159,7 @@ async fn bench_backend(name: &str, url: &str) {
 /// Runs `wrk` against `url`; returns requests per second.
 fn wrk(url: &str) -> Option<f64> {
     let out = std::process::Command::new("wrk")
-        .args(["-t1", "-c32", "-d8s", "--latency", url])
+        .args(["-t1", "-c32", "-d5s", url])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -200,10 +201,20 @@ async fn bench_health() {
     );
     let bare_addr = serve(bare).await;
     let ours_addr = serve(botfleet::routes::router(state)).await;
-    let bare_rps = wrk(&format!("http://{bare_addr}/api/health")).unwrap_or(0.0);
-    let ours_rps = wrk(&format!("http://{ours_addr}/api/health")).unwrap_or(0.0);
+    // Alternate the two, so drift in the machine's load falls on both alike; compare medians.
+    let mut bare = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..3 {
+        bare.push(wrk(&format!("http://{bare_addr}/api/health")).unwrap_or(0.0));
+        ours.push(wrk(&format!("http://{ours_addr}/api/health")).unwrap_or(0.0));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (bare_rps, ours_rps) = (median(&mut bare), median(&mut ours));
     println!(
-        "/api/health: {ours_rps:>8.0} req/s; bare axum handler: {bare_rps:>8.0} req/s; ratio {:.0} %",
+        "/api/health: {ours_rps:>8.0} req/s; bare axum handler: {bare_rps:>8.0} req/s; ratio {:.0} % (medians of 3 alternating wrk runs)",
         ours_rps * 100.0 / bare_rps.max(1.0)
     );
 }

@@ -159,7 +159,7 @@ async fn record(
 ) {
     let event = NewSecurityEvent {
         kind,
-        address: client_addr(parts),
+        address: client_addr(parts, &state.config.trusted_proxies),
         method: Some(parts.method.to_string()),
         route: Some(parts.uri.path().to_string()),
         reason: Some(reason.to_string()),

@@ -65,7 +65,7 @@ struct RouteStats {
 
 #[derive(Default)]
 struct Inner {
-    http: HashMap<String, RouteStats>,
+    http: HashMap<String, RouteStats, crate::process::FastHash>,
     runs: BTreeMap<(String, &'static str), u64>,
     run_duration: BTreeMap<String, Histogram>,
     triggers: BTreeMap<(String, String), u64>,

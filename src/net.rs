@@ -106,23 +106,14 @@ pub fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpNet]) -
     )
 }
 
-/// The client's address, worked out once per request by the outermost middleware.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub Option<IpAddr>);
-
-/// How many requests the client made this minute, this one included (in this process).
-#[derive(Debug, Clone, Copy)]
-pub struct MinuteCount(pub u64);
-
-/// The client's address for a request, as text.
-pub fn client_addr(parts: &Parts) -> Option<String> {
-    match parts.extensions.get::<ClientIp>() {
-        Some(ClientIp(ip)) => ip.map(|ip| ip.to_string()),
-        None => parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ci| canonical(ci.0.ip()).to_string()),
-    }
+/// The client's address for a request, as text (for the audit log: only refusals and admin
+/// changes ask, so it is worked out when asked rather than on every request).
+pub fn client_addr(parts: &Parts, trusted: &[IpNet]) -> Option<String> {
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ci| ci.0.ip());
+    client_ip(peer, &parts.headers, trusted).map(|ip| ip.to_string())
 }
 
 #[cfg(test)]

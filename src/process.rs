@@ -103,6 +103,34 @@ impl Shed {
     }
 }
 
+/// FNV-1a: a fast hash for the small maps on the request path. Their keys are route templates
+/// and addresses that completed a TCP handshake, which a caller cannot cheaply choose to collide.
+#[derive(Default, Clone, Copy)]
+pub struct FastHash;
+
+pub struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = Fnv;
+
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
 /// A cache that can be emptied to give memory back.
 pub trait DropCache: Send + Sync {
     fn name(&self) -> &'static str;

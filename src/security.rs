@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -26,11 +27,27 @@ pub enum Restriction {
     },
 }
 
-#[derive(Default)]
+/// The block list as this process last read it. The common case — list fresh and empty — costs
+/// two atomic loads.
 pub struct Blocks {
     entries: RwLock<HashMap<IpAddr, BlockRow>>,
-    loaded: Mutex<Option<Instant>>,
+    any: AtomicBool,
+    epoch: Instant,
+    /// Milliseconds after `epoch` when the list was read, plus one; 0 = never.
+    loaded_ms: AtomicU64,
     refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Default for Blocks {
+    fn default() -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            any: AtomicBool::new(false),
+            epoch: Instant::now(),
+            loaded_ms: AtomicU64::new(0),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
 }
 
 impl Blocks {
@@ -42,16 +59,13 @@ impl Blocks {
         ip: IpAddr,
         now: DateTime<Utc>,
     ) -> Option<Restriction> {
-        let stale = self
-            .loaded
-            .lock()
-            .unwrap()
-            .is_none_or(|t| t.elapsed() >= REFRESH);
-        if stale {
+        let loaded = self.loaded_ms.load(Ordering::Acquire);
+        let age = (self.epoch.elapsed().as_millis() as u64 + 1).saturating_sub(loaded);
+        if loaded == 0 || age >= REFRESH.as_millis() as u64 {
             if let Ok(_guard) = self.refreshing.try_lock() {
                 match store.list_blocks(now).await {
                     Ok(rows) => {
-                        let map = rows
+                        let map: HashMap<IpAddr, BlockRow> = rows
                             .into_iter()
                             .filter_map(|b| {
                                 b.address
@@ -60,14 +74,21 @@ impl Blocks {
                                     .map(|ip| (crate::net::canonical(ip), b))
                             })
                             .collect();
+                        self.any.store(!map.is_empty(), Ordering::Release);
                         *self.entries.write().unwrap() = map;
-                        *self.loaded.lock().unwrap() = Some(Instant::now());
+                        self.loaded_ms.store(
+                            self.epoch.elapsed().as_millis() as u64 + 1,
+                            Ordering::Release,
+                        );
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "the block list could not be read; keeping the last one")
                     }
                 }
             }
+        }
+        if !self.any.load(Ordering::Acquire) {
+            return None;
         }
         let entries = self.entries.read().unwrap();
         let b = entries.get(&ip)?;
@@ -88,7 +109,7 @@ impl Blocks {
 
     /// Read the list again on the next request (after a local change).
     pub fn invalidate(&self) {
-        *self.loaded.lock().unwrap() = None;
+        self.loaded_ms.store(0, Ordering::Release);
     }
 }
 
@@ -101,7 +122,7 @@ struct Count {
 /// Requests per address per minute, in this process.
 #[derive(Default)]
 pub struct AddressCounts {
-    minutes: Mutex<HashMap<(IpAddr, i64), Count>>,
+    minutes: Mutex<HashMap<(IpAddr, i64), Count, crate::process::FastHash>>,
 }
 
 pub fn minute_of(t: DateTime<Utc>) -> DateTime<Utc> {

@@ -1,141 +1,134 @@
-//! Middleware: request accounting (metrics and pulse's counters), load shedding, and turning a
-//! panic into a JSON 500.
+//! The one middleware in front of every route, in three steps — who is calling (and how often),
+//! whether they may (blocks and rate limits, before auth), whether load is being shed — then
+//! the accounting (metrics and pulse's counters) once the answer is known. One layer rather
+//! than three: this is on every request, `/api/health` under an uptime checker's load included.
+//! And turning a panic into a JSON 500.
 
 use std::any::Any;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
-
-use std::net::SocketAddr;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::error::ApiError;
 use crate::net;
 use crate::security::Restriction;
 use crate::state::AppState;
 
-/// Marks a response as deliberately shed (a 503 that is not an error).
-#[derive(Clone, Copy)]
-struct Shed;
-
-fn route_of(req: &Request) -> Option<MatchedPath> {
-    req.extensions().get::<MatchedPath>().cloned()
-}
-
-/// Works out the client's address (see `net`), counts the request for it, and records the
-/// request in the metrics and pulse's counters.
-pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn front(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
+    let now = state.clock.now();
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     let ip = net::client_ip(peer, req.headers(), &state.config.trusted_proxies);
-    if let Some(ip) = ip {
-        let n = state.process.addresses.record(ip, state.clock.now());
-        req.extensions_mut().insert(net::MinuteCount(n));
-    }
-    req.extensions_mut().insert(net::ClientIp(ip));
-    let route = route_of(&req);
+    let this_minute = ip.map(|ip| state.process.addresses.record(ip, now));
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
-    let response = next.run(req).await;
+    let path = route
+        .as_ref()
+        .map(|r| r.as_str())
+        .unwrap_or(req.uri().path());
+
+    let refused = match (ip, this_minute) {
+        (Some(ip), Some(n)) => guard(&state, ip, n, path, now).await,
+        _ => None,
+    };
+    let (response, shed) = match refused {
+        Some(r) => (r, false),
+        None => match shed(&state, path, now) {
+            Some(r) => (r, true),
+            None => (next.run(req).await, false),
+        },
+    };
+
     let elapsed = start.elapsed();
     let route = route.as_ref().map(|r| r.as_str()).unwrap_or("unmatched");
     let status = response.status().as_u16();
     // Triggers last as long as a pass and the event stream as long as a listener.
     let timed = !(route.starts_with("/api/bots/") || route == "/api/admin/events");
-    let shed = response.extensions().get::<Shed>().is_some();
     state.process.requests.record(status, elapsed, timed, shed);
     state.metrics.http(route, &method, status, elapsed);
     response
 }
 
-/// Blocked addresses get 403 and rate-limited ones 429 on every route but liveness, before
-/// auth. Trusted proxies and `NEVER_BLOCK` addresses are never refused here.
-pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(net::ClientIp(Some(ip))) = req.extensions().get::<net::ClientIp>().copied() else {
-        return next.run(req).await;
-    };
-    if req.uri().path() == "/api/health/live"
+/// Blocked addresses get 403 and rate-limited ones 429 on every route but liveness. Trusted
+/// proxies and `NEVER_BLOCK` addresses are never refused.
+async fn guard(
+    state: &AppState,
+    ip: IpAddr,
+    this_minute: u64,
+    path: &str,
+    now: DateTime<Utc>,
+) -> Option<Response> {
+    if path == "/api/health/live"
         || net::any_contains(&state.config.never_block, ip)
         || net::any_contains(&state.config.trusted_proxies, ip)
     {
-        return next.run(req).await;
+        return None;
     }
-    let now = state.clock.now();
     match state
         .process
         .blocks
         .check(state.store.as_ref(), ip, now)
-        .await
+        .await?
     {
-        Some(Restriction::Blocked { until, reason }) => {
+        Restriction::Blocked { until, reason } => {
             state.metrics.refused("block");
-            ApiError::new(
-                StatusCode::FORBIDDEN,
-                "blocked",
-                format!(
-                    "requests from {ip} are blocked until {} ({reason})",
-                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                ),
+            let until = until.to_rfc3339_opts(SecondsFormat::Secs, true);
+            Some(
+                ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "blocked",
+                    format!("requests from {ip} are blocked until {until} ({reason})"),
+                )
+                .with("until", until)
+                .into_response(),
             )
-            .with(
-                "until",
-                until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            )
-            .into_response()
         }
-        Some(Restriction::RateLimited { per_minute, until }) => {
-            let n = req
-                .extensions()
-                .get::<net::MinuteCount>()
-                .map(|c| c.0)
-                .unwrap_or(0);
-            if n as i64 > per_minute {
-                state.metrics.refused("rate_limit");
-                let wait = 60 - (now.timestamp() % 60) as u64;
+        Restriction::RateLimited { per_minute, until } if this_minute as i64 > per_minute => {
+            state.metrics.refused("rate_limit");
+            let wait = 60 - (now.timestamp() % 60) as u64;
+            Some(
                 ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limited",
                     format!(
                         "{ip} is limited to {per_minute} requests a minute until {}; try again in {wait} s",
-                        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        until.to_rfc3339_opts(SecondsFormat::Secs, true)
                     ),
                 )
                 .header(header::RETRY_AFTER, HeaderValue::from(wait))
-                .into_response()
-            } else {
-                next.run(req).await
-            }
+                .into_response(),
+            )
         }
-        None => next.run(req).await,
+        Restriction::RateLimited { .. } => None,
     }
 }
 
 /// While shedding, non-essential routes (the public status summary, the API description, the
 /// dashboard page) answer 503 with `Retry-After`. Triggers, health, metrics and the admin API
 /// always go through: an operator must be able to look and act during an incident.
-pub async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(secs) = state.process.shed.remaining(state.clock.now()) {
-        let path = route_of(&req)
-            .map(|r| r.as_str().to_string())
-            .unwrap_or_else(|| req.uri().path().to_string());
-        if !essential(&path) {
-            let reason = state.process.shed.reason().unwrap_or_default();
-            let mut r = ApiError::unavailable(
-                "shedding_load",
-                format!("botfleet is shedding load ({reason}); try again in {secs} s"),
-                secs,
-            )
-            .into_response();
-            r.extensions_mut().insert(Shed);
-            return r;
-        }
+fn shed(state: &AppState, path: &str, now: DateTime<Utc>) -> Option<Response> {
+    let secs = state.process.shed.remaining(now)?;
+    if essential(path) {
+        return None;
     }
-    next.run(req).await
+    let reason = state.process.shed.reason().unwrap_or_default();
+    Some(
+        ApiError::unavailable(
+            "shedding_load",
+            format!("botfleet is shedding load ({reason}); try again in {secs} s"),
+            secs,
+        )
+        .into_response(),
+    )
 }
 
 fn essential(path: &str) -> bool {

@@ -31,9 +31,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(from_fn_with_state(state.clone(), middleware::shed))
-        .layer(from_fn_with_state(state.clone(), middleware::guard))
-        .layer(from_fn_with_state(state.clone(), middleware::observe))
+        .layer(from_fn_with_state(state.clone(), middleware::front))
         .with_state(state)
 }
 

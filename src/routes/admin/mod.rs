@@ -41,12 +41,15 @@ pub struct Origin {
     pub route: String,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Origin {
+impl FromRequestParts<AppState> for Origin {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(Origin {
-            address: client_addr(parts),
+            address: client_addr(parts, &state.config.trusted_proxies),
             method: parts.method.to_string(),
             route: parts.uri.path().to_string(),
         })
