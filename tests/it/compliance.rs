@@ -61,6 +61,8 @@ fn the_readme_config_examples_validate() {
         ("pulse", "pulse's config:"),
         ("sentinel", "sentinel's config"),
         ("sentinel-api", "sentinel-api's config:"),
+        ("sentinel-db", "sentinel-db's config"),
+        ("oracle", "oracle's config:"),
     ] {
         let at = readme
             .find(intro)
@@ -79,5 +81,5 @@ fn the_readme_config_examples_validate() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 3);
+    assert_eq!(checked, 5);
 }
