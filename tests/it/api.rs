@@ -297,6 +297,22 @@ both_backends! {
         crate::common::metrics::promtool(&text);
     }
 
+    async fn a_database_that_cannot_be_reached_is_a_503_with_retry_after(h) {
+        h.state.store.close().await;
+        let r = h.trigger("steady", "").await.expect(503);
+        assert_eq!(r.json["error"], "database_unavailable");
+        assert!(r.json["message"].as_str().unwrap().contains("retrying is safe"), "{}", r.text);
+        assert_eq!(r.headers["retry-after"], "5");
+        let health = h.call("GET", "/api/health", None, None).await.expect(503);
+        assert_eq!(health.json["status"], "unhealthy");
+        assert!(health.json["reasons"][0].as_str().unwrap().contains("cannot be reached"));
+        h.call("GET", "/api/health/live", None, None).await.expect(200);
+        let metrics = h.call("GET", "/api/metrics", None, None).await.expect(200).text;
+        assert!(metrics.contains("botfleet_database_up 0"), "{metrics}");
+        let admin = h.call("GET", "/api/admin/executions", Some(&h.token(Role::Viewer)), None).await.expect(503);
+        assert_eq!(admin.json["error"], "database_unavailable");
+    }
+
     async fn pulse_reports_real_host_figures(h) {
         let r = h.trigger("pulse", "").await.expect(200);
         assert_eq!(r.json["status"], "success", "{}", r.text);

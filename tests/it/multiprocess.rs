@@ -144,3 +144,112 @@ async fn two_processes_on_one_postgres_never_overlap() {
     };
     hammer(fresh_pg_schema(&base).await).await;
 }
+
+/// A block made through one process is enforced by the other within its refresh (5 s).
+async fn block_reaches_every_replica(database_url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("DATABASE_URL", database_url.as_str()),
+        ("CRON_SECRET", CRON_SECRET),
+        ("JWT_SECRET", JWT_SECRET),
+        ("LOG_LEVEL", "warn"),
+        // Both sit "behind a proxy" on loopback, so X-Forwarded-For names the client.
+        ("TRUSTED_PROXIES", "127.0.0.1"),
+    ];
+    let a = Server::start(dir.path(), &env).await;
+    let b = Server::start(dir.path(), &env).await;
+    let http = reqwest::Client::new();
+    let attacker = "203.0.113.50";
+    let admin = AuthKeys::new(&Secrets {
+        cron_secret: CRON_SECRET.into(),
+        jwt_secret: JWT_SECRET.into(),
+    })
+    .mint(
+        "test",
+        Role::Admin,
+        chrono::Duration::hours(1),
+        chrono::Utc::now(),
+    );
+    let r = http
+        .put(format!("{}/api/admin/bots/oracle/config", a.base))
+        .bearer_auth(&admin)
+        .json(&json!({"scan_dependencies": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // B has read the (empty) block list, and serves the attacker.
+    let before = http
+        .get(format!("{}/api/status", b.base))
+        .header("x-forwarded-for", attacker)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(before.status(), 200);
+    for _ in 0..6 {
+        let r = http
+            .post(format!("{}/api/bots/pulse", a.base))
+            .bearer_auth("wrong-secret-wrong-secret")
+            .header("x-forwarded-for", attacker)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let pass: Value = http
+        .post(format!("{}/api/bots/oracle", a.base))
+        .bearer_auth(CRON_SECRET)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pass["actions"][0]["action_type"], "block_ip", "{pass}");
+    let started = std::time::Instant::now();
+    loop {
+        let r = http
+            .get(format!("{}/api/status", b.base))
+            .header("x-forwarded-for", attacker)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 403 {
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"], "blocked");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "process B never enforced the block"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "the other process refused {attacker} {} ms after the block",
+        started.elapsed().as_millis()
+    );
+    let other = http
+        .get(format!("{}/api/status", b.base))
+        .header("x-forwarded-for", "198.51.100.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200, "other addresses are unaffected");
+    drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_reaches_every_process_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    block_reaches_every_replica(format!("sqlite://{}/shared.db", dir.path().display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_reaches_every_process_on_postgres() {
+    let Some(base) = postgres_url() else {
+        eprintln!("TEST_DATABASE_URL is not set: the PostgreSQL run of this test is not performed");
+        return;
+    };
+    block_reaches_every_replica(fresh_pg_schema(&base).await).await;
+}
