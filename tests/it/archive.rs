@@ -137,7 +137,15 @@ both_backends! {
             let left = h.count(table).await;
             let out = archived.get(table).copied().unwrap_or(0);
             assert_eq!(out + left, before[table], "{table}: {out} archived + {left} left != {} before", before[table]);
+            eprintln!("{}: {table}: {out} archived + {left} left = {} before", h.url.split(':').next().unwrap(), before[table]);
         }
+        eprintln!(
+            "{}: {} batches, longest transaction {:.1} ms, {} bytes of gzip",
+            h.url.split(':').next().unwrap(),
+            report.batches,
+            report.longest_transaction_ms,
+            report.bytes
+        );
         assert_eq!(h.count("bot_executions").await, 0);
         // The open findings and the ticketed one stay, detached from their executions.
         let kept = h.store().list_findings(&botfleet::store::FindingQuery { bot: Some("steady".into()), limit: 100, ..Default::default() }).await.unwrap();
