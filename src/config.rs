@@ -27,6 +27,8 @@ pub struct Config {
     /// More trusted roots for the HTTP probes (`PROBE_CA_FILE`, PEM).
     pub probe_ca_file: Option<PathBuf>,
     pub retention_days: u32,
+    /// How long auth failures, refusals and admin changes are kept (`AUDIT_RETENTION_DAYS`).
+    pub audit_retention_days: u32,
     /// Proxies whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`); never blocked.
     pub trusted_proxies: Vec<crate::net::IpNet>,
     /// Addresses oracle never blocks or rate-limits (`NEVER_BLOCK`).
@@ -272,6 +274,20 @@ impl Config {
             ));
         }
 
+        let audit_retention_days = env.parse(
+            "AUDIT_RETENTION_DAYS",
+            90u32,
+            "not a whole number of days",
+            "AUDIT_RETENTION_DAYS=90",
+        )?;
+        if audit_retention_days == 0 {
+            return Err(bad(
+                "AUDIT_RETENTION_DAYS",
+                "0",
+                "must keep at least one day",
+                "AUDIT_RETENTION_DAYS=90",
+            ));
+        }
         let nets = |name: &str, example: &str| -> Result<Vec<crate::net::IpNet>, ConfigError> {
             match env.get(name) {
                 None => Ok(Vec::new()),
@@ -434,6 +450,7 @@ impl Config {
             site_critical_paths,
             probe_ca_file,
             retention_days,
+            audit_retention_days,
             trusted_proxies,
             never_block,
             monitored_database_url,

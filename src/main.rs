@@ -335,13 +335,8 @@ async fn serve(
                         Ok(_) => last_fold = Some(std::time::Instant::now()),
                         Err(e) => tracing::warn!(error = %e, "folding target history failed"),
                     }
-                    let now = engine.clock.now();
-                    if let Err(e) = engine
-                        .store
-                        .prune_security(now, now - chrono::Duration::days(1))
-                        .await
-                    {
-                        tracing::warn!(error = %e, "pruning expired blocks and old request counts failed");
+                    if let Err(e) = engine.prune_security().await {
+                        tracing::warn!(error = %e, "pruning expired blocks, request counts and old audit entries failed");
                     }
                 }
                 tokio::select! {

@@ -668,6 +668,28 @@ impl Engine {
         Ok(report)
     }
 
+    /// Keeps security records bounded: expired blocks, request counts older than a day, and
+    /// audit entries older than `AUDIT_RETENTION_DAYS` go.
+    pub async fn prune_security(&self) -> Result<u64, StoreError> {
+        let now = self.clock.now();
+        let dropped = self
+            .store
+            .prune_security(
+                now,
+                now - chrono::Duration::days(1),
+                now - chrono::Duration::days(self.config.audit_retention_days as i64),
+            )
+            .await?;
+        if dropped > 0 {
+            tracing::info!(
+                events = dropped,
+                days = self.config.audit_retention_days,
+                "old audit entries dropped"
+            );
+        }
+        Ok(dropped)
+    }
+
     /// Waits (up to `limit`) for passes running in the background to finish.
     pub async fn drain(&self, limit: Duration) -> bool {
         self.background.wait_idle(limit).await

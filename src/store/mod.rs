@@ -203,12 +203,14 @@ pub trait Store: Send + Sync + 'static {
         kind: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<AddressCount>>;
-    /// Drops expired blocks and request counts older than `before`.
+    /// Drops expired blocks, request counts older than `requests_before` and security events
+    /// older than `events_before`; returns the events dropped.
     async fn prune_security(
         &self,
         now: DateTime<Utc>,
         requests_before: DateTime<Utc>,
-    ) -> Result<()>;
+        events_before: DateTime<Utc>,
+    ) -> Result<u64>;
 
     // database health and maintenance
     fn pools(&self) -> Pools;

@@ -1099,7 +1099,8 @@ impl Store for StoreImpl {
         &self,
         now: DateTime<Utc>,
         requests_before: DateTime<Utc>,
-    ) -> Result<()> {
+        events_before: DateTime<Utc>,
+    ) -> Result<u64> {
         let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM blocked_addresses WHERE expires_at <= $1")
             .bind(now)
@@ -1109,8 +1110,13 @@ impl Store for StoreImpl {
             .bind(requests_before)
             .execute(&mut *tx)
             .await?;
+        let events = sqlx::query("DELETE FROM security_events WHERE occurred_at < $1")
+            .bind(events_before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
-        Ok(())
+        Ok(events)
     }
 
     fn pools(&self) -> Pools {

@@ -293,3 +293,21 @@ both_backends! {
         assert!(r.json["resolved"].as_array().unwrap().iter().any(|f| f["fingerprint"].as_str().unwrap().contains("lodash@4.17.20")), "{}", r.text);
     }
 }
+
+both_backends! {
+    async fn security_records_stay_bounded(h) {
+        quiet_oracle(&h).await;
+        for _ in 0..6 {
+            h.call_from("POST", "/api/bots/pulse", Some("wrong-secret-wrong-secret"), None, "10.88.0.1").await.expect(401);
+        }
+        h.trigger("oracle", "").await.expect(200);
+        assert_eq!(h.store().list_blocks(h.now()).await.unwrap().len(), 1);
+        assert_eq!(h.state.engine.prune_security().await.unwrap(), 0, "nothing is old yet");
+        h.clock.jump(chrono::Duration::days(91));
+        let dropped = h.state.engine.prune_security().await.unwrap();
+        assert!(dropped >= 7, "six failures and the block's audit entry: {dropped}");
+        assert_eq!(h.count("security_events").await, 0);
+        assert_eq!(h.count("blocked_addresses").await, 0, "expired blocks go too");
+        assert_eq!(h.count("address_requests").await, 0);
+    }
+}
