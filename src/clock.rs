@@ -63,6 +63,13 @@ impl TestClock {
     pub fn jump(&self, by: Duration) {
         *self.jumped.lock().unwrap() += by;
     }
+
+    /// Jumps to `at` (forward only), whatever time the test has already spent.
+    pub fn jump_to(&self, at: DateTime<Utc>) {
+        let by = at - self.now();
+        assert!(by >= Duration::zero(), "the clock is already past {at}");
+        self.jump(by);
+    }
 }
 
 impl Clock for TestClock {
