@@ -249,6 +249,9 @@ async fn retention(r: &mut Report<'_>, ctx: &PassContext) {
     }
 }
 
+/// At most this many of the monitored database's tables are read in a pass.
+const MONITORED_TABLES_READ: usize = 500;
+
 async fn monitored(ctx: &PassContext, url: &str, c: &DbConfig) {
     let mut r = Report::new(ctx, "monitored_db", "db:monitored");
     let t = Instant::now();
@@ -272,16 +275,25 @@ async fn monitored(ctx: &PassContext, url: &str, c: &DbConfig) {
     };
     r.figure("connect_ms", round2(t.elapsed().as_secs_f64() * 1000.0));
     r.figure("read_only", true);
-    let tables = sqlx::query_as::<_, (String, String)>(
-        "SELECT schemaname::text, tablename::text FROM pg_tables \
-         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2 LIMIT 500",
+    let tables = sqlx::query_as::<_, (String, String, i64)>(
+        "SELECT schemaname::text, tablename::text, count(*) OVER () FROM pg_tables \
+         WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2 LIMIT $1",
     )
+    .bind(MONITORED_TABLES_READ as i64)
     .fetch_all(&pool)
     .await;
     match tables {
         Ok(tables) => {
+            let total = tables.first().map_or(0, |t| t.2);
+            if total > tables.len() as i64 {
+                r.figure("tables_total", total);
+                r.ctx.note(format!(
+                    "the monitored database has {total} tables; the first {} (by schema and name) were read",
+                    tables.len()
+                ));
+            }
             let mut bad = Vec::new();
-            for (schema, table) in &tables {
+            for (schema, table, _) in &tables {
                 let sql = format!(
                     "SELECT 1 FROM {} LIMIT 1",
                     dbcheck::postgres::quote(schema, table)
