@@ -39,6 +39,21 @@ const SEVERITY_RANK_NEW: &str =
 const SEVERITY_RANK_OLD: &str = "CASE bot_findings.severity WHEN 'critical' THEN 3 WHEN 'error' \
      THEN 2 WHEN 'warning' THEN 1 ELSE 0 END";
 
+/// Ends a transaction explicitly: commits on success, rolls back on error. A transaction merely
+/// dropped is rolled back only when its connection is next used, holding its locks till then.
+async fn settle<T>(tx: Tx, outcome: Result<T>) -> Result<T> {
+    match outcome {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
 /// `$first, $first+1, …` for `n` values.
 fn placeholders(first: usize, n: usize) -> String {
     (first..first + n)
@@ -162,6 +177,140 @@ impl StoreImpl {
             .bind(id)
             .fetch_optional(self.reader())
             .await?)
+    }
+
+    /// The lease transaction's body. It returns early on every skip; the caller commits or rolls
+    /// back explicitly either way, so no row lock (PostgreSQL) or write lock (SQLite) outlives
+    /// the call while a dropped transaction waits for its connection's next use.
+    async fn begin_pass_in(
+        tx: &mut Tx,
+        req: &BeginPass,
+        clock: &dyn crate::clock::Clock,
+    ) -> Result<BeginOutcome> {
+        let locked: Option<LockedBot> = sqlx::query_as(LOCK_BOT_SQL)
+            .bind(&req.bot)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(LockedBot { bot, open_findings }) = locked else {
+            return Ok(BeginOutcome::UnknownBot);
+        };
+        let now = clock.now();
+        let lease_live =
+            bot.lease_execution_id.is_some() && bot.lease_expires_at.is_some_and(|t| t > now);
+
+        // An Idempotency-Key de-duplicates exactly, in place of the schedule slot.
+        if let Some(key) = &req.idempotency_key {
+            let prior: Option<(String, String)> = sqlx::query_as(
+                "SELECT id, status FROM bot_executions WHERE bot_id = $1 AND idempotency_key = $2 \
+                 AND status <> 'abandoned'",
+            )
+            .bind(&bot.id)
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match prior {
+                Some((id, status)) if status != "running" => {
+                    return Ok(BeginOutcome::Replay { execution_id: id });
+                }
+                Some((id, _)) if lease_live => {
+                    return Ok(BeginOutcome::Skipped(Skip::AlreadyRunning {
+                        execution_id: id,
+                        started_at: bot.last_execution_at,
+                        lease_expires_at: bot.lease_expires_at,
+                    }));
+                }
+                _ => {}
+            }
+        }
+
+        if bot.status == "paused" {
+            return Ok(BeginOutcome::Skipped(Skip::Paused));
+        }
+
+        let mut trial = bot.circuit_state == "half_open";
+        if bot.circuit_state == "open" {
+            match bot.circuit_open_until {
+                Some(until) if now < until => {
+                    return Ok(BeginOutcome::Skipped(Skip::CircuitOpen { until }));
+                }
+                _ => trial = true,
+            }
+        }
+
+        let mut abandoned = None;
+        if let Some(holder) = &bot.lease_execution_id {
+            if !lease_live {
+                Self::abandon_in(tx, &bot.id, holder, now).await?;
+                abandoned = Some(holder.clone());
+            }
+        }
+
+        if !req.force && req.idempotency_key.is_none() {
+            if let Some(slot) = req.slot {
+                let prior: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM bot_executions WHERE bot_id = $1 AND slot_at = $2 \
+                     AND status <> 'abandoned' ORDER BY started_at LIMIT 1",
+                )
+                .bind(&bot.id)
+                .bind(slot)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if let Some(execution_id) = prior {
+                    return Ok(BeginOutcome::Skipped(Skip::DuplicateSlot {
+                        execution_id,
+                        slot_at: slot,
+                    }));
+                }
+            }
+        }
+
+        if lease_live {
+            return Ok(BeginOutcome::Skipped(Skip::AlreadyRunning {
+                execution_id: bot.lease_execution_id.clone().unwrap_or_default(),
+                started_at: bot.last_execution_at,
+                lease_expires_at: bot.lease_expires_at,
+            }));
+        }
+
+        let timeout_ms = pass_timeout_ms(bot.config_value(), req.default_timeout_ms);
+        let deadline_at = now + chrono::Duration::milliseconds(timeout_ms + req.lease_grace_ms);
+        sqlx::query(
+            "INSERT INTO bot_executions (id, bot_id, status, started_at, created_at, slot_at, forced, \
+             triggered_by, idempotency_key, deadline_at) \
+             VALUES ($1, $2, 'running', $3, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&req.execution_id)
+        .bind(&bot.id)
+        .bind(now)
+        .bind(req.slot)
+        .bind(req.force)
+        .bind(&req.triggered_by)
+        .bind(&req.idempotency_key)
+        .bind(deadline_at)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE bots SET lease_execution_id = $2, lease_expires_at = $3, last_execution_at = $4, \
+             circuit_state = CASE WHEN $5 THEN 'half_open' ELSE circuit_state END, updated_at = $4 \
+             WHERE id = $1",
+        )
+        .bind(&bot.id)
+        .bind(&req.execution_id)
+        .bind(deadline_at)
+        .bind(now)
+        .bind(trial)
+        .execute(&mut **tx)
+        .await?;
+        Ok(BeginOutcome::Started(Box::new(Started {
+            bot,
+            execution_id: req.execution_id.clone(),
+            started_at: now,
+            deadline_at,
+            timeout_ms,
+            trial,
+            abandoned,
+            open_findings,
+        })))
     }
 }
 
@@ -296,6 +445,7 @@ impl Store for StoreImpl {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(before) = before else {
+            tx.rollback().await?;
             return Ok(None);
         };
         sqlx::query("UPDATE bots SET status = $2, updated_at = $3 WHERE id = $1")
@@ -325,6 +475,7 @@ impl Store for StoreImpl {
             .fetch_optional(&mut *tx)
             .await?;
         let Some(before) = before else {
+            tx.rollback().await?;
             return Ok(None);
         };
         sqlx::query("UPDATE bots SET config = $2, updated_at = $3 WHERE id = $1")
@@ -343,134 +494,8 @@ impl Store for StoreImpl {
         clock: &dyn crate::clock::Clock,
     ) -> Result<BeginOutcome> {
         let mut tx = self.write_tx().await?;
-        let locked: Option<LockedBot> = sqlx::query_as(LOCK_BOT_SQL)
-            .bind(&req.bot)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(LockedBot { bot, open_findings }) = locked else {
-            return Ok(BeginOutcome::UnknownBot);
-        };
-        let now = clock.now();
-        let lease_live =
-            bot.lease_execution_id.is_some() && bot.lease_expires_at.is_some_and(|t| t > now);
-
-        // An Idempotency-Key de-duplicates exactly, in place of the schedule slot.
-        if let Some(key) = &req.idempotency_key {
-            let prior: Option<(String, String)> = sqlx::query_as(
-                "SELECT id, status FROM bot_executions WHERE bot_id = $1 AND idempotency_key = $2 \
-                 AND status <> 'abandoned'",
-            )
-            .bind(&bot.id)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match prior {
-                Some((id, status)) if status != "running" => {
-                    return Ok(BeginOutcome::Replay { execution_id: id });
-                }
-                Some((id, _)) if lease_live => {
-                    return Ok(BeginOutcome::Skipped(Skip::AlreadyRunning {
-                        execution_id: id,
-                        started_at: bot.last_execution_at,
-                        lease_expires_at: bot.lease_expires_at,
-                    }));
-                }
-                _ => {}
-            }
-        }
-
-        if bot.status == "paused" {
-            return Ok(BeginOutcome::Skipped(Skip::Paused));
-        }
-
-        let mut trial = bot.circuit_state == "half_open";
-        if bot.circuit_state == "open" {
-            match bot.circuit_open_until {
-                Some(until) if now < until => {
-                    return Ok(BeginOutcome::Skipped(Skip::CircuitOpen { until }));
-                }
-                _ => trial = true,
-            }
-        }
-
-        let mut abandoned = None;
-        if let Some(holder) = &bot.lease_execution_id {
-            if !lease_live {
-                Self::abandon_in(&mut tx, &bot.id, holder, now).await?;
-                abandoned = Some(holder.clone());
-            }
-        }
-
-        if !req.force && req.idempotency_key.is_none() {
-            if let Some(slot) = req.slot {
-                let prior: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM bot_executions WHERE bot_id = $1 AND slot_at = $2 \
-                     AND status <> 'abandoned' ORDER BY started_at LIMIT 1",
-                )
-                .bind(&bot.id)
-                .bind(slot)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(execution_id) = prior {
-                    if abandoned.is_some() {
-                        tx.commit().await?;
-                    }
-                    return Ok(BeginOutcome::Skipped(Skip::DuplicateSlot {
-                        execution_id,
-                        slot_at: slot,
-                    }));
-                }
-            }
-        }
-
-        if lease_live {
-            return Ok(BeginOutcome::Skipped(Skip::AlreadyRunning {
-                execution_id: bot.lease_execution_id.clone().unwrap_or_default(),
-                started_at: bot.last_execution_at,
-                lease_expires_at: bot.lease_expires_at,
-            }));
-        }
-
-        let timeout_ms = pass_timeout_ms(bot.config_value(), req.default_timeout_ms);
-        let deadline_at = now + chrono::Duration::milliseconds(timeout_ms + req.lease_grace_ms);
-        sqlx::query(
-            "INSERT INTO bot_executions (id, bot_id, status, started_at, created_at, slot_at, forced, \
-             triggered_by, idempotency_key, deadline_at) \
-             VALUES ($1, $2, 'running', $3, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(&req.execution_id)
-        .bind(&bot.id)
-        .bind(now)
-        .bind(req.slot)
-        .bind(req.force)
-        .bind(&req.triggered_by)
-        .bind(&req.idempotency_key)
-        .bind(deadline_at)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE bots SET lease_execution_id = $2, lease_expires_at = $3, last_execution_at = $4, \
-             circuit_state = CASE WHEN $5 THEN 'half_open' ELSE circuit_state END, updated_at = $4 \
-             WHERE id = $1",
-        )
-        .bind(&bot.id)
-        .bind(&req.execution_id)
-        .bind(deadline_at)
-        .bind(now)
-        .bind(trial)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(BeginOutcome::Started(Box::new(Started {
-            bot,
-            execution_id: req.execution_id.clone(),
-            started_at: now,
-            deadline_at,
-            timeout_ms,
-            trial,
-            abandoned,
-            open_findings,
-        })))
+        let outcome = Self::begin_pass_in(&mut tx, req, clock).await;
+        settle(tx, outcome).await
     }
 
     async fn record_findings(&self, req: &RecordFindings) -> Result<Reconciled> {
@@ -847,6 +872,7 @@ impl Store for StoreImpl {
         .await?
         .rows_affected();
         if done == 0 {
+            tx.rollback().await?;
             return Ok(None);
         }
         let sql = format!("{KNOWLEDGE_SELECT} WHERE id = $1");

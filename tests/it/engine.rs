@@ -111,6 +111,15 @@ both_backends! {
         let busy = h.trigger("steady", "force=true").await.expect(200);
         assert_eq!(busy.json["reason"], "already_running");
         assert_eq!(busy.json["execution_id"], dead.as_str());
+        // The skip released the bot row at once: the lease transaction was ended, not dropped.
+        if h.url.starts_with("postgres") {
+            use sqlx::Connection;
+            let mut other = sqlx::PgConnection::connect(&h.url).await.unwrap();
+            sqlx::query("SELECT id FROM bots WHERE name = 'steady' FOR UPDATE NOWAIT")
+                .fetch_one(&mut other)
+                .await
+                .expect("no transaction still holds the bot row after a skip");
+        }
 
         // Past the deadline plus grace, the sweep marks it abandoned: never running forever.
         h.clock.jump(Duration::seconds(56));
