@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::both_backends;
 
 /// Host thresholds out of reach: a busy test machine must not add findings of its own.
-fn calm() -> serde_json::Value {
+pub fn calm() -> serde_json::Value {
     json!({"cpu_percent": 100, "memory_percent": 100, "disk_percent": 100, "disk_critical_percent": 100})
 }
 
