@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::{check, parse_config, Bot, Recheck};
 use crate::config::Config;
-use crate::engine::{expand_env, BotError, FindingDraft, PassContext};
+use crate::engine::{expand_env, round1, BotError, FindingDraft, PassContext};
 use crate::error::FieldError;
 use crate::host::{self, CpuTimes};
 use crate::process::RequestSnapshot;
@@ -449,10 +449,6 @@ impl Bot for Pulse {
     }
 }
 
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
-}
-
 fn cpu_finding(pct: f64, threshold: f64, window: Duration) -> FindingDraft {
     let severity = if pct > 95.0 {
         Severity::Error
@@ -483,13 +479,12 @@ fn memory_finding(pct: f64, threshold: f64, container: bool) -> FindingDraft {
 }
 
 fn disk_finding(pct: f64, t: &Thresholds, path: &str) -> Option<FindingDraft> {
-    let severity = if pct > t.disk_critical_percent {
-        Severity::Critical
-    } else if pct > t.disk_percent {
-        Severity::Warning
-    } else {
-        return None;
-    };
+    let severity = Severity::grade(
+        pct,
+        t.disk_percent,
+        t.disk_critical_percent,
+        Severity::Critical,
+    )?;
     Some(
         FindingDraft::new(severity, "disk", "Low disk space")
             .component("host")

@@ -13,7 +13,7 @@ use super::web::{self, cert_finding};
 use super::{check, parse_config, Bot, Recheck};
 use crate::actions::http_hook::HookSpec;
 use crate::config::Config;
-use crate::engine::{BotError, FindingDraft, PassContext};
+use crate::engine::{round1, BotError, FindingDraft, PassContext};
 use crate::error::FieldError;
 use crate::probes::checks::BodyMatch;
 use crate::probes::{host_key, run_all, DnsCache, Limits, Outcome, Request};
@@ -498,13 +498,12 @@ async fn check_target(
         );
         if w.checks >= c.min_checks_for_rate {
             let rate = w.failure_percent().unwrap_or(0.0);
-            let severity = if rate > th.error_rate_alert_percent {
-                Some(Severity::Error)
-            } else if rate > th.error_rate_warning_percent {
-                Some(Severity::Warning)
-            } else {
-                None
-            };
+            let severity = Severity::grade(
+                rate,
+                th.error_rate_warning_percent,
+                th.error_rate_alert_percent,
+                Severity::Error,
+            );
             if let Some(severity) = severity {
                 findings.push(
                     FindingDraft::new(severity, "errors", "High error rate")
@@ -514,7 +513,7 @@ async fn check_target(
                             "{}: {} of {} checks failed in the last hour ({rate:.1}%; warning above {}%, alert above {}%)",
                             t.name, w.failures, w.checks, th.error_rate_warning_percent, th.error_rate_alert_percent
                         ))
-                        .metadata(json!({"failure_percent": (rate * 10.0).round() / 10.0, "checks": w.checks})),
+                        .metadata(json!({"failure_percent": round1(rate), "checks": w.checks})),
                 );
             }
         }

@@ -20,7 +20,7 @@ use super::{check, parse_config, Bot};
 use crate::config::Config;
 use crate::dbcheck::postgres::Scope;
 use crate::dbcheck::{self, Report, Thresholds};
-use crate::engine::{BotError, PassContext};
+use crate::engine::{round1, BotError, PassContext};
 use crate::error::FieldError;
 use crate::store::{Pools, Severity};
 
@@ -351,7 +351,7 @@ async fn backups(ctx: &PassContext, c: &DbConfig) {
         Ok(Some(at)) => {
             let hours = (ctx.now() - at).num_seconds() as f64 / 3600.0;
             r.figure("last_backup_at", at);
-            r.figure("age_hours", (hours * 10.0).round() / 10.0);
+            r.figure("age_hours", round1(hours));
             if hours > max {
                 r.finding(
                     Severity::Error,

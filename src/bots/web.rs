@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 
-use crate::engine::{BotError, FindingDraft, PassContext};
+use crate::engine::{round1, BotError, FindingDraft, PassContext};
 use crate::error::FieldError;
 use crate::probes::{Outcome, TlsInfo};
 use crate::store::{Severity, TargetObservation, TargetStat};
@@ -20,7 +20,7 @@ pub fn summary(outcome: &Outcome, now: DateTime<Utc>) -> Value {
                 "verified": t.verified,
                 "leaf_expires_at": t.leaf_not_after,
                 "earliest_expiry_in_chain": t.earliest_not_after,
-                "days_left": t.days_left(now).map(|d| (d * 10.0).round() / 10.0),
+                "days_left": t.days_left(now).map(round1),
                 "chain_length": t.chain_length,
             })
         })
@@ -80,7 +80,7 @@ pub fn cert_finding(
                 "{name}: the certificate chain {when} ({}); warning under {warning_days} days, critical under {critical_days}",
                 expiry.to_rfc3339()
             ))
-            .metadata(json!({"days_left": (days * 10.0).round() / 10.0, "expires_at": expiry})),
+            .metadata(json!({"days_left": round1(days), "expires_at": expiry})),
     )
 }
 

@@ -8,7 +8,7 @@ pub mod sqlite;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::engine::{FindingDraft, PassContext};
+use crate::engine::{round1, FindingDraft, PassContext};
 use crate::store::Severity;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,14 +131,13 @@ pub fn storage(r: &mut Report<'_>, size: u64, quota: Option<u64>, th: &Threshold
     };
     let pct = size as f64 * 100.0 / quota as f64;
     r.figure("quota_bytes", quota);
-    r.figure("size_percent_of_quota", (pct * 10.0).round() / 10.0);
-    let severity = if pct > th.storage_critical_percent {
-        Some(Severity::Critical)
-    } else if pct > th.storage_warning_percent {
-        Some(Severity::Warning)
-    } else {
-        None
-    };
+    r.figure("size_percent_of_quota", round1(pct));
+    let severity = Severity::grade(
+        pct,
+        th.storage_warning_percent,
+        th.storage_critical_percent,
+        Severity::Critical,
+    );
     if let Some(severity) = severity {
         r.finding(
             severity,
@@ -149,7 +148,7 @@ pub fn storage(r: &mut Report<'_>, size: u64, quota: Option<u64>, th: &Threshold
                 "{what} is {size} bytes, {pct:.1}% of the {quota}-byte quota (warning above {}%, critical above {}%)",
                 th.storage_warning_percent, th.storage_critical_percent
             ),
-            serde_json::json!({"size_bytes": size, "quota_bytes": quota, "percent": (pct * 10.0).round() / 10.0}),
+            serde_json::json!({"size_bytes": size, "quota_bytes": quota, "percent": round1(pct)}),
         );
     }
 }

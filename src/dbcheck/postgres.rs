@@ -5,6 +5,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 use super::{storage, Report, Thresholds};
+use crate::engine::round1;
 use crate::store::Severity;
 
 /// Whose database this is: botfleet's own (its schema) or a monitored one (every schema).
@@ -53,14 +54,13 @@ async fn connections(r: &mut Report<'_>, pool: &PgPool, th: &Thresholds) {
             let pct = used as f64 * 100.0 / max.max(1) as f64;
             r.figure("connections", used);
             r.figure("max_connections", max);
-            r.figure("connections_percent", (pct * 10.0).round() / 10.0);
-            let severity = if pct > th.connections_critical_percent {
-                Some(Severity::Critical)
-            } else if pct > th.connections_warning_percent {
-                Some(Severity::Warning)
-            } else {
-                None
-            };
+            r.figure("connections_percent", round1(pct));
+            let severity = Severity::grade(
+                pct,
+                th.connections_warning_percent,
+                th.connections_critical_percent,
+                Severity::Critical,
+            );
             if let Some(severity) = severity {
                 r.finding(
                     severity,
@@ -326,7 +326,7 @@ async fn dead_tuples(r: &mut Report<'_>, pool: &PgPool, scope: Scope, th: &Thres
                 .iter()
                 .map(|(_, _, live, dead)| *dead as f64 * 100.0 / (*live + *dead).max(1) as f64)
                 .fold(0.0, f64::max);
-            r.figure("worst_dead_tuple_percent", (worst * 10.0).round() / 10.0);
+            r.figure("worst_dead_tuple_percent", round1(worst));
             if !over.is_empty() {
                 let tables: Vec<_> = over
                     .iter()

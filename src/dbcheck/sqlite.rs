@@ -7,6 +7,7 @@ use serde_json::json;
 use sqlx::SqlitePool;
 
 use super::{storage, Report, Thresholds};
+use crate::engine::round1;
 use crate::store::Severity;
 
 pub async fn check(
@@ -63,7 +64,7 @@ pub async fn check(
             let pct = free as f64 * 100.0 / total.max(1) as f64;
             r.figure("pages", total);
             r.figure("free_pages", free);
-            r.figure("free_page_percent", (pct * 10.0).round() / 10.0);
+            r.figure("free_page_percent", round1(pct));
             if pct > th.free_page_percent && free >= 100 {
                 r.finding(
                     Severity::Warning,

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use context::{expand_env, BotAction, BotError, FindingDraft, Observations, PassContext};
-pub use report::{execution_report, PassReport, ReportAction, ReportFinding, SkipReport};
+pub use report::{execution_report, round1, PassReport, ReportAction, ReportFinding, SkipReport};
 
 use crate::actions::Actions;
 use crate::bots::{Bot, Registry};

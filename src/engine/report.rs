@@ -6,6 +6,11 @@ use serde_json::{Map, Value};
 
 use crate::store::{ClearedFinding, ExecutionRow, Skip};
 
+/// A figure to one decimal place, as reports and finding metadata show them.
+pub fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReportFinding {
     /// `None` in a dry run for a finding not open yet.

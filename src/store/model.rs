@@ -34,6 +34,18 @@ impl Severity {
     pub fn parse(s: &str) -> Option<Severity> {
         Severity::ALL.into_iter().find(|v| v.as_str() == s)
     }
+
+    /// A figure against two thresholds: `top` above `alert`, a warning above `warning`,
+    /// nothing at or under both.
+    pub fn grade(value: f64, warning: f64, alert: f64, top: Severity) -> Option<Severity> {
+        if value > alert {
+            Some(top)
+        } else if value > warning {
+            Some(Severity::Warning)
+        } else {
+            None
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
