@@ -135,6 +135,25 @@ pub mod check {
         }
     }
 
+    pub fn http_status(errors: &mut Vec<FieldError>, field: &str, v: u16) {
+        if !(100..=599).contains(&v) {
+            errors.push(FieldError::new(
+                field,
+                "must be an HTTP status from 100 to 599",
+            ));
+        }
+    }
+
+    /// A probe's timeout: at least a millisecond, at most two minutes.
+    pub fn timeout_ms(errors: &mut Vec<FieldError>, field: &str, ms: u64) {
+        if ms == 0 || ms > 120_000 {
+            errors.push(FieldError::new(
+                field,
+                "must be from 1 to 120000 milliseconds",
+            ));
+        }
+    }
+
     pub fn http_url(errors: &mut Vec<FieldError>, field: &str, v: &str) {
         // `${VAR}` may stand for part of the URL; check what is around it.
         let probe = v.replace("${", "x").replace('}', "");

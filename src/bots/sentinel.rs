@@ -207,12 +207,7 @@ impl Bot for Sentinel {
             let at = |f: &str| format!("targets[{i}].{f}");
             web::check_name(&mut errors, &at("name"), &t.name, &mut names);
             check::http_url(&mut errors, &at("url"), &t.url);
-            if !(100..=599).contains(&t.expected_status) {
-                errors.push(FieldError::new(
-                    at("expected_status"),
-                    "must be an HTTP status from 100 to 599",
-                ));
-            }
+            check::http_status(&mut errors, &at("expected_status"), t.expected_status);
             if t.keyword.is_some() && t.regex.is_some() {
                 errors.push(FieldError::new(
                     at("regex"),
@@ -227,11 +222,8 @@ impl Bot for Sentinel {
                     ));
                 }
             }
-            if t.timeout_ms.is_some_and(|ms| ms == 0 || ms > 120_000) {
-                errors.push(FieldError::new(
-                    at("timeout_ms"),
-                    "must be from 1 to 120000 milliseconds",
-                ));
+            if let Some(ms) = t.timeout_ms {
+                check::timeout_ms(&mut errors, &at("timeout_ms"), ms);
             }
         }
         let t = &c.thresholds;
@@ -257,21 +249,13 @@ impl Bot for Sentinel {
             "thresholds.cert_critical_days",
             t.cert_critical_days,
         );
-        if c.concurrency == 0 || c.concurrency > 1000 {
-            errors.push(FieldError::new("concurrency", "must be from 1 to 1000"));
-        }
-        if c.per_host_limit == 0 {
-            errors.push(FieldError::new("per_host_limit", "must be at least 1"));
-        }
-        if c.max_redirects > 20 {
-            errors.push(FieldError::new("max_redirects", "must be at most 20"));
-        }
-        if c.timeout_ms == 0 || c.timeout_ms > 120_000 {
-            errors.push(FieldError::new(
-                "timeout_ms",
-                "must be from 1 to 120000 milliseconds",
-            ));
-        }
+        web::check_fan_out(
+            &mut errors,
+            c.concurrency,
+            c.per_host_limit,
+            c.max_redirects,
+            c.timeout_ms,
+        );
         if let Some(h) = &c.purge_hook {
             errors.extend(h.validate("purge_hook"));
         }

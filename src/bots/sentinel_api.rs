@@ -179,12 +179,7 @@ impl Bot for SentinelApi {
                     ));
                 }
             }
-            if !(100..=599).contains(&e.expected_status) {
-                errors.push(FieldError::new(
-                    at("expected_status"),
-                    "must be an HTTP status from 100 to 599",
-                ));
-            }
+            check::http_status(&mut errors, &at("expected_status"), e.expected_status);
             for (j, a) in e.assertions.iter().enumerate() {
                 errors.extend(a.validate(&format!("endpoints[{i}].assertions[{j}]")));
             }
@@ -201,11 +196,8 @@ impl Bot for SentinelApi {
                     ));
                 }
             }
-            if e.timeout_ms.is_some_and(|ms| ms == 0 || ms > 120_000) {
-                errors.push(FieldError::new(
-                    at("timeout_ms"),
-                    "must be from 1 to 120000 milliseconds",
-                ));
+            if let Some(ms) = e.timeout_ms {
+                check::timeout_ms(&mut errors, &at("timeout_ms"), ms);
             }
             if e.retries.is_some_and(|r| r > 10) {
                 errors.push(FieldError::new(at("retries"), "must be at most 10"));
@@ -220,18 +212,13 @@ impl Bot for SentinelApi {
                 "must be at most 60000 milliseconds",
             ));
         }
-        if c.concurrency == 0 || c.concurrency > 1000 {
-            errors.push(FieldError::new("concurrency", "must be from 1 to 1000"));
-        }
-        if c.per_host_limit == 0 {
-            errors.push(FieldError::new("per_host_limit", "must be at least 1"));
-        }
-        if c.timeout_ms == 0 || c.timeout_ms > 120_000 {
-            errors.push(FieldError::new(
-                "timeout_ms",
-                "must be from 1 to 120000 milliseconds",
-            ));
-        }
+        web::check_fan_out(
+            &mut errors,
+            c.concurrency,
+            c.per_host_limit,
+            c.max_redirects,
+            c.timeout_ms,
+        );
         check::percent(
             &mut errors,
             "rate_limit_warn_percent",

@@ -182,6 +182,26 @@ pub fn check_name(
     }
 }
 
+/// The settings both bots probe with: probes at once, per host, redirects, default timeout.
+pub fn check_fan_out(
+    errors: &mut Vec<FieldError>,
+    concurrency: usize,
+    per_host_limit: usize,
+    max_redirects: u32,
+    timeout_ms: u64,
+) {
+    if concurrency == 0 || concurrency > 1000 {
+        errors.push(FieldError::new("concurrency", "must be from 1 to 1000"));
+    }
+    if per_host_limit == 0 {
+        errors.push(FieldError::new("per_host_limit", "must be at least 1"));
+    }
+    if max_redirects > 20 {
+        errors.push(FieldError::new("max_redirects", "must be at most 20"));
+    }
+    crate::bots::check::timeout_ms(errors, "timeout_ms", timeout_ms);
+}
+
 /// The URL to probe, with `${ENV}` expanded.
 pub fn probe_url(raw: &str) -> Result<reqwest::Url, String> {
     let expanded = crate::engine::expand_env(raw)?;

@@ -315,6 +315,16 @@ async fn bad_configs(postgres: bool) {
             json!({"endpoints": [{"name": "x", "url": "https://a.example", "latency_budget_ms": -5}]}),
             "endpoints[0].latency_budget_ms",
         ),
+        (
+            "sentinel-api",
+            json!({"max_redirects": 50}),
+            "max_redirects",
+        ),
+        (
+            "sentinel-api",
+            json!({"endpoints": [{"name": "x", "url": "https://a.example", "timeout_ms": 0}]}),
+            "endpoints[0].timeout_ms",
+        ),
     ] {
         let before = h
             .call(
