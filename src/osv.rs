@@ -171,23 +171,13 @@ impl Osv<'_> {
                 .iter()
                 .map(|p| json!({"package": {"name": p.name, "ecosystem": p.ecosystem}, "version": p.version}))
                 .collect();
-            let url = format!("{}/v1/querybatch", self.base.trim_end_matches('/'));
+            let url = self.url("/v1/querybatch");
             let resp = self
-                .http
-                .post(&url)
-                .timeout(self.timeout)
-                .json(&json!({ "queries": queries }))
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "OSV ({url}) could not be reached: {}",
-                        crate::error::chain(&e)
-                    )
-                })?;
-            if !resp.status().is_success() {
-                return Err(format!("OSV ({url}) answered {}", resp.status().as_u16()));
-            }
+                .send(
+                    self.http.post(&url).json(&json!({ "queries": queries })),
+                    &url,
+                )
+                .await?;
             let body: BatchResponse = resp
                 .json()
                 .await
@@ -222,23 +212,31 @@ impl Osv<'_> {
             .collect())
     }
 
-    async fn vuln(&self, id: &str) -> Result<Advisory, String> {
-        let url = format!("{}/v1/vulns/{id}", self.base.trim_end_matches('/'));
-        let resp = self
-            .http
-            .get(&url)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "OSV ({url}) could not be reached: {}",
-                    crate::error::chain(&e)
-                )
-            })?;
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base.trim_end_matches('/'))
+    }
+
+    /// Sends one request with the client's timeout; anything but a 2xx is an error naming the URL.
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<reqwest::Response, String> {
+        let resp = req.timeout(self.timeout).send().await.map_err(|e| {
+            format!(
+                "OSV ({url}) could not be reached: {}",
+                crate::error::chain(&e)
+            )
+        })?;
         if !resp.status().is_success() {
             return Err(format!("OSV ({url}) answered {}", resp.status().as_u16()));
         }
+        Ok(resp)
+    }
+
+    async fn vuln(&self, id: &str) -> Result<Advisory, String> {
+        let url = self.url(&format!("/v1/vulns/{id}"));
+        let resp = self.send(self.http.get(&url), &url).await?;
         let v: Value = resp
             .json()
             .await
