@@ -9,7 +9,53 @@ use botfleet::secrets::Secrets;
 use serde_json::{json, Value};
 
 use crate::common::process::Server;
-use crate::common::{fresh_pg_schema, postgres_url, CRON_SECRET, JWT_SECRET};
+use crate::common::{fresh_database, CRON_SECRET, JWT_SECRET};
+use crate::on_both;
+
+on_both! {
+    two_processes_on_one_database_never_overlap => hammer;
+    a_block_reaches_every_process => block_reaches_every_replica;
+}
+
+/// Two botfleet processes on one fresh database, and an admin token for them.
+struct Pair {
+    a: Server,
+    b: Server,
+    database_url: String,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn two_processes(postgres: bool, extra_env: &[(&str, &str)]) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = fresh_database(postgres, dir.path()).await.unwrap();
+    let mut env = vec![
+        ("DATABASE_URL", database_url.as_str()),
+        ("CRON_SECRET", CRON_SECRET),
+        ("JWT_SECRET", JWT_SECRET),
+        ("LOG_LEVEL", "warn"),
+    ];
+    env.extend_from_slice(extra_env);
+    let a = Server::start(dir.path(), &env).await;
+    let b = Server::start(dir.path(), &env).await;
+    let admin = AuthKeys::new(&Secrets {
+        cron_secret: CRON_SECRET.into(),
+        jwt_secret: JWT_SECRET.into(),
+    })
+    .mint(
+        "test",
+        Role::Admin,
+        chrono::Duration::hours(1),
+        chrono::Utc::now(),
+    );
+    Pair {
+        a,
+        b,
+        database_url,
+        admin,
+        _dir: dir,
+    }
+}
 
 /// A local server that answers `{"active_users": 5}` after 40 ms: each pulse pass waits on it.
 async fn slow_json_server() -> String {
@@ -26,27 +72,14 @@ async fn slow_json_server() -> String {
     format!("http://{addr}/stats")
 }
 
-async fn hammer(database_url: String) {
-    let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("DATABASE_URL", database_url.as_str()),
-        ("CRON_SECRET", CRON_SECRET),
-        ("JWT_SECRET", JWT_SECRET),
-        ("LOG_LEVEL", "warn"),
-    ];
-    let a = Server::start(dir.path(), &env).await;
-    let b = Server::start(dir.path(), &env).await;
-
-    let admin = AuthKeys::new(&Secrets {
-        cron_secret: CRON_SECRET.into(),
-        jwt_secret: JWT_SECRET.into(),
-    })
-    .mint(
-        "test",
-        Role::Admin,
-        chrono::Duration::hours(1),
-        chrono::Utc::now(),
-    );
+async fn hammer(postgres: bool) {
+    let Pair {
+        a,
+        b,
+        database_url,
+        admin,
+        _dir,
+    } = two_processes(postgres, &[]).await;
     let http = reqwest::Client::new();
     let probe = slow_json_server().await;
     let put = http
@@ -130,46 +163,14 @@ async fn hammer(database_url: String) {
     drop((a, b));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_on_one_sqlite_file_never_overlap() {
-    let dir = tempfile::tempdir().unwrap();
-    hammer(format!("sqlite://{}/shared.db", dir.path().display())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_on_one_postgres_never_overlap() {
-    let Some(base) = postgres_url() else {
-        eprintln!("TEST_DATABASE_URL is not set: the PostgreSQL run of this test is not performed");
-        return;
-    };
-    hammer(fresh_pg_schema(&base).await).await;
-}
-
 /// A block made through one process is enforced by the other within its refresh (5 s).
-async fn block_reaches_every_replica(database_url: String) {
-    let dir = tempfile::tempdir().unwrap();
-    let env = [
-        ("DATABASE_URL", database_url.as_str()),
-        ("CRON_SECRET", CRON_SECRET),
-        ("JWT_SECRET", JWT_SECRET),
-        ("LOG_LEVEL", "warn"),
-        // Both sit "behind a proxy" on loopback, so X-Forwarded-For names the client.
-        ("TRUSTED_PROXIES", "127.0.0.1"),
-    ];
-    let a = Server::start(dir.path(), &env).await;
-    let b = Server::start(dir.path(), &env).await;
+async fn block_reaches_every_replica(postgres: bool) {
+    // Both sit "behind a proxy" on loopback, so X-Forwarded-For names the client.
+    let Pair {
+        a, b, admin, _dir, ..
+    } = two_processes(postgres, &[("TRUSTED_PROXIES", "127.0.0.1")]).await;
     let http = reqwest::Client::new();
     let attacker = "203.0.113.50";
-    let admin = AuthKeys::new(&Secrets {
-        cron_secret: CRON_SECRET.into(),
-        jwt_secret: JWT_SECRET.into(),
-    })
-    .mint(
-        "test",
-        Role::Admin,
-        chrono::Duration::hours(1),
-        chrono::Utc::now(),
-    );
     let r = http
         .put(format!("{}/api/admin/bots/oracle/config", a.base))
         .bearer_auth(&admin)
@@ -237,19 +238,4 @@ async fn block_reaches_every_replica(database_url: String) {
         .unwrap();
     assert_eq!(other.status(), 200, "other addresses are unaffected");
     drop((a, b));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_block_reaches_every_process_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    block_reaches_every_replica(format!("sqlite://{}/shared.db", dir.path().display())).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_block_reaches_every_process_on_postgres() {
-    let Some(base) = postgres_url() else {
-        eprintln!("TEST_DATABASE_URL is not set: the PostgreSQL run of this test is not performed");
-        return;
-    };
-    block_reaches_every_replica(fresh_pg_schema(&base).await).await;
 }

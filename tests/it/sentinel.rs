@@ -7,26 +7,7 @@ use serde_json::{json, Value};
 
 use crate::common::site::{self, refused_port, Site};
 use crate::common::{test_ca, Harness};
-
-/// Runs a test body on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set.
-macro_rules! on_both {
-    ($($name:ident => $body:ident;)*) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$body(false).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if crate::common::postgres_url().is_some() {
-                        super::$body(true).await;
-                    }
-                }
-            }
-        )*
-    };
-}
+use crate::on_both;
 
 on_both! {
     with_site_url_it_reports_real_figures_alerts_when_down_and_clears_when_back => site_up_down_up;

@@ -7,25 +7,7 @@ use serde_json::{json, Value};
 
 use crate::common::site;
 use crate::common::Harness;
-
-macro_rules! on_both {
-    ($($name:ident => $body:ident;)*) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$body(false).await;
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    if crate::common::postgres_url().is_some() {
-                        super::$body(true).await;
-                    }
-                }
-            }
-        )*
-    };
-}
+use crate::on_both;
 
 on_both! {
     json_assertions_name_each_pointer_expected_and_actual => assertions;

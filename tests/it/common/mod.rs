@@ -54,6 +54,29 @@ macro_rules! both_backends {
     };
 }
 
+/// For bodies that build their own set-up from a backend choice:
+/// `on_both! { test_name => body_fn; }` runs `body_fn(false)` (SQLite) and `body_fn(true)`
+/// (PostgreSQL, when `TEST_DATABASE_URL` is set).
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident => $body:ident;)*) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$body(false).await;
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    if $crate::common::postgres_url().is_some() {
+                        super::$body(true).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
 pub const CRON_SECRET: &str = "test-cron-secret-0123456789";
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
 
@@ -120,6 +143,16 @@ pub async fn fresh_pg_schema(base: &str) -> String {
     format!("{base}{sep}options[search_path]={schema}")
 }
 
+/// A fresh database: a SQLite file in `dir`, or a fresh schema on the test PostgreSQL (`None`
+/// when `TEST_DATABASE_URL` is not set).
+pub async fn fresh_database(postgres: bool, dir: &std::path::Path) -> Option<String> {
+    if postgres {
+        Some(fresh_pg_schema(&postgres_url()?).await)
+    } else {
+        Some(format!("sqlite://{}/botfleet.db", dir.display()))
+    }
+}
+
 impl Harness {
     pub async fn sqlite() -> Harness {
         let dir = tempfile::tempdir().unwrap();
@@ -141,11 +174,7 @@ impl Harness {
     /// Either backend, with the config adjusted first.
     pub async fn with_config(postgres: bool, adjust: impl FnOnce(&mut Config)) -> Option<Harness> {
         let dir = tempfile::tempdir().unwrap();
-        let url = if postgres {
-            fresh_pg_schema(&postgres_url()?).await
-        } else {
-            format!("sqlite://{}/botfleet.db", dir.path().display())
-        };
+        let url = fresh_database(postgres, dir.path()).await?;
         Some(Self::build(dir, url, adjust).await)
     }
 
