@@ -360,18 +360,6 @@ async fn check_target(
                     ))
                     .metadata(json!({"kind": e.kind.as_str(), "url": t.url})),
             );
-            if let Some(f) = e.tls.as_ref().and_then(|tls| {
-                cert_finding(
-                    tls,
-                    now,
-                    th.cert_warning_days,
-                    th.cert_critical_days,
-                    &component,
-                    &t.name,
-                )
-            }) {
-                findings.push(f);
-            }
         }
         Ok(r) => {
             up = r.status == t.expected_status;
@@ -449,20 +437,16 @@ async fn check_target(
                         .metadata(json!({"total_ms": total})),
                 );
             }
-            if let Some(f) = r.tls.as_ref().and_then(|tls| {
-                cert_finding(
-                    tls,
-                    now,
-                    th.cert_warning_days,
-                    th.cert_critical_days,
-                    &component,
-                    &t.name,
-                )
-            }) {
-                findings.push(f);
-            }
         }
     }
+    findings.extend(cert_finding(
+        &outcome,
+        now,
+        th.cert_warning_days,
+        th.cert_critical_days,
+        &component,
+        &t.name,
+    ));
 
     // The history was read while this probe ran.
     let history = match history {

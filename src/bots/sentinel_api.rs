@@ -427,18 +427,6 @@ async fn check_endpoint(
                     ))
                     .metadata(json!({"kind": err.kind.as_str(), "tries": tries.len() + 1})),
             );
-            if let Some(f) = err.tls.as_ref().and_then(|tls| {
-                cert_finding(
-                    tls,
-                    now,
-                    c.cert_warning_days,
-                    c.cert_critical_days,
-                    &component,
-                    &e.name,
-                )
-            }) {
-                findings.push(f);
-            }
         }
         Ok(r) => {
             up = r.status == e.expected_status;
@@ -556,20 +544,16 @@ async fn check_endpoint(
                     );
                 }
             }
-            if let Some(f) = r.tls.as_ref().and_then(|tls| {
-                cert_finding(
-                    tls,
-                    now,
-                    c.cert_warning_days,
-                    c.cert_critical_days,
-                    &component,
-                    &e.name,
-                )
-            }) {
-                findings.push(f);
-            }
         }
     }
+    findings.extend(cert_finding(
+        &outcome,
+        now,
+        c.cert_warning_days,
+        c.cert_critical_days,
+        &component,
+        &e.name,
+    ));
 
     if let Some(origin) = &e.cors_origin {
         let problems = preflight(ctx, e, origin, per_try, dns).await;

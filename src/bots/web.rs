@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::engine::{round1, BotError, FindingDraft, PassContext};
 use crate::error::FieldError;
-use crate::probes::{Outcome, TlsInfo};
+use crate::probes::{outcome_tls, Outcome, TlsInfo};
 use crate::store::{Severity, TargetObservation, TargetStat};
 use crate::targets::{window, Window};
 
@@ -47,15 +47,16 @@ pub fn summary(outcome: &Outcome, now: DateTime<Utc>) -> Value {
     }
 }
 
-/// A finding when the earliest expiry in the chain is near or past.
+/// A finding when the earliest expiry in the certificate chain seen is near or past.
 pub fn cert_finding(
-    tls: &TlsInfo,
+    outcome: &Outcome,
     now: DateTime<Utc>,
     warning_days: f64,
     critical_days: f64,
     component: &str,
     name: &str,
 ) -> Option<FindingDraft> {
+    let tls = outcome_tls(outcome)?;
     let days = tls.days_left(now)?;
     let expiry = tls.earliest_not_after?;
     let (severity, title) = if days < 0.0 {

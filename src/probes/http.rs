@@ -132,6 +132,14 @@ impl std::fmt::Display for ProbeError {
 
 pub type Outcome = Result<Response, ProbeError>;
 
+/// The certificate seen, whether the exchange then succeeded or not.
+pub fn outcome_tls(outcome: &Outcome) -> Option<&TlsInfo> {
+    match outcome {
+        Ok(r) => r.tls.as_ref(),
+        Err(e) => e.tls.as_ref(),
+    }
+}
+
 /// Where an exchange is, so a timeout can say where it struck.
 #[derive(Clone, Copy)]
 #[repr(u8)]

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
 
-pub use http::{ErrorKind, Hop, Outcome, ProbeError, Request, Response, Timings};
+pub use http::{outcome_tls, ErrorKind, Hop, Outcome, ProbeError, Request, Response, Timings};
 pub use tls::TlsInfo;
 
 /// Makes probe requests; built once, shared by every pass.
