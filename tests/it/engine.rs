@@ -112,7 +112,7 @@ both_backends! {
         assert_eq!(busy.json["reason"], "already_running");
         assert_eq!(busy.json["execution_id"], dead.as_str());
         // The skip released the bot row at once: the lease transaction was ended, not dropped.
-        if h.url.starts_with("postgres") {
+        if h.is_postgres() {
             use sqlx::Connection;
             let mut other = sqlx::PgConnection::connect(&h.url).await.unwrap();
             sqlx::query("SELECT id FROM bots WHERE name = 'steady' FOR UPDATE NOWAIT")
@@ -339,13 +339,9 @@ both_backends! {
         assert_eq!(a["knowledge_id"], "01900000-0000-7000-8000-000000000001");
         assert_eq!(r.json["actions_taken"], 1);
 
-        let viewer = h.token(Role::Viewer);
-        let detail = h
-            .call("GET", &format!("/api/admin/executions/{}", r.json["execution_id"].as_str().unwrap()), Some(&viewer), None)
-            .await
-            .expect(200);
-        assert_eq!(detail.json["actions"][0]["verified"], true);
-        assert_eq!(detail.json["findings"][0]["resolution_method"], "auto-fixed");
+        let detail = h.execution_detail(&r).await;
+        assert_eq!(detail["actions"][0]["verified"], true);
+        assert_eq!(detail["findings"][0]["resolution_method"], "auto-fixed");
 
         let k = h.store().get_knowledge("01900000-0000-7000-8000-000000000001").await.unwrap().unwrap();
         assert_eq!((k.times_applied, k.times_successful), (1, 1));
@@ -358,7 +354,7 @@ both_backends! {
         let retry: u64 = status.headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((299..=300).contains(&retry), "{retry}");
         h.call("GET", "/api/openapi.json", None, None).await.expect(503);
-        h.call("GET", "/api/admin/bots", Some(&viewer), None).await.expect(200);
+        h.call("GET", "/api/admin/bots", Some(&h.token(Role::Viewer)), None).await.expect(200);
         h.call("GET", "/api/health", None, None).await.expect(200);
         h.call("GET", "/api/health/live", None, None).await.expect(200);
         h.call("GET", "/api/metrics", None, None).await.expect(200);

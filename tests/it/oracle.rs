@@ -71,8 +71,8 @@ both_backends! {
         assert_eq!(blocks.json["blocks"][0]["kind"], "block");
         let findings = h.call("GET", "/api/admin/findings?bot=oracle", Some(&viewer), None).await.expect(200);
         assert_eq!(findings.json["items"][0]["resolution_method"], "auto-fixed");
-        let exec = h.call("GET", &format!("/api/admin/executions/{}", r.json["execution_id"].as_str().unwrap()), Some(&viewer), None).await.expect(200);
-        assert_eq!(exec.json["actions"][0]["action_type"], "block_ip");
+        let exec = h.execution_detail(&r).await;
+        assert_eq!(exec["actions"][0]["action_type"], "block_ip");
         let audit = h.call("GET", "/api/admin/audit?kind=auth_failure", Some(&viewer), None).await.expect(200);
         assert_eq!(audit.json["items"].as_array().unwrap().iter().filter(|e| e["address"] == attacker).count(), 6);
         let changes = h.call("GET", "/api/admin/audit?kind=admin_change", Some(&viewer), None).await.expect(200);

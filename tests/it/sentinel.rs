@@ -217,23 +217,9 @@ async fn purge_on_5xx(postgres: bool) {
         (k.times_applied, k.times_successful, k.success_rate),
         (1, 1, 100.0)
     );
-    let detail = h
-        .call(
-            "GET",
-            &format!(
-                "/api/admin/executions/{}",
-                r.json["execution_id"].as_str().unwrap()
-            ),
-            Some(&h.token(Role::Viewer)),
-            None,
-        )
-        .await
-        .expect(200);
-    assert_eq!(detail.json["actions"][0]["verified"], true);
-    assert_eq!(
-        detail.json["findings"][0]["resolution_method"],
-        "auto-fixed"
-    );
+    let detail = h.execution_detail(&r).await;
+    assert_eq!(detail["actions"][0]["verified"], true);
+    assert_eq!(detail["findings"][0]["resolution_method"], "auto-fixed");
 
     // Without a hook configured the action fails, and says why.
     site.controls.flip_status.store(500, Ordering::SeqCst);

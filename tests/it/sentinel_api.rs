@@ -139,19 +139,8 @@ async fn retries(postgres: bool) {
     assert!(retries
         .iter()
         .all(|a| a["finding_id"] == finding_id.as_str() && a["success"] == false));
-    let detail = h
-        .call(
-            "GET",
-            &format!(
-                "/api/admin/executions/{}",
-                r.json["execution_id"].as_str().unwrap()
-            ),
-            Some(&h.token(Role::Viewer)),
-            None,
-        )
-        .await
-        .expect(200);
-    let recorded: Vec<&Value> = detail.json["actions"]
+    let detail = h.execution_detail(&r).await;
+    let recorded: Vec<&Value> = detail["actions"]
         .as_array()
         .unwrap()
         .iter()

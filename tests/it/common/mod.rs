@@ -356,6 +356,19 @@ impl Harness {
         }
     }
 
+    /// The execution a trigger's report names, with its findings and actions, as a viewer sees it.
+    pub async fn execution_detail(&self, report: &Reply) -> Value {
+        let id = report.json["execution_id"]
+            .as_str()
+            .expect("the report names its execution");
+        let path = format!("/api/admin/executions/{id}");
+        let viewer = self.token(Role::Viewer);
+        self.call("GET", &path, Some(&viewer), None)
+            .await
+            .expect(200)
+            .json
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.url.starts_with("postgres")
     }
